@@ -1,0 +1,3 @@
+const m: { f: number } = { f: 1 };
+await import("/tmp/t1.ts");
+console.log(m);

@@ -1,0 +1,118 @@
+// A model file's default export: its configs, its inputs, and how to build and run it. Tracing a
+// definition gives the forward graph that every later stage consumes.
+
+import { type Graph, type DType as IrDType, UserError } from "../ir/index.ts";
+import { type ParamLike, Trace, withTrace } from "../trace/index.ts";
+import type { Module } from "./module.ts";
+import type { DType, Shape } from "./shape-types.ts";
+import { type AnyTensor, emit, type Tensor } from "./tensor.ts";
+
+export interface TensorSpec<S extends Shape = Shape, D extends DType = DType> {
+  readonly shape: S;
+  readonly dtype: D;
+}
+
+/** A model input: `spec([B, 3, 224, 224])` or `spec([B, H, W], "i32")`. */
+export function spec<const S extends Shape, D extends DType = "f32">(shape: S, dtype: D = "f32" as D): TensorSpec<[...S], D> {
+  return { shape: [...shape] as [...S], dtype };
+}
+
+export type InputSpecs = Record<string, TensorSpec>;
+export type InputTensors<I extends InputSpecs> = { [K in keyof I]: Tensor<I[K]["shape"], I[K]["dtype"]> };
+
+/** One built model: its module tree, its inputs and its forward function (named outputs). */
+export interface ModelInstance<I extends InputSpecs = InputSpecs> {
+  readonly module: Module;
+  readonly inputs: I;
+  forward(inputs: InputTensors<I>): Record<string, AnyTensor>;
+}
+
+/** Builds a typed instance (lets TypeScript infer the input tensors' types for forward). */
+export function instance<I extends InputSpecs>(m: ModelInstance<I>): ModelInstance<I> {
+  return m;
+}
+
+export interface BuildOptions {
+  /** The model's task (e.g. pretrain, seg, classify) when it has several. */
+  readonly task: string | undefined;
+  /** Samples per step. */
+  readonly batch: number;
+  /** Trace a training step (dropout and drop-path active). */
+  readonly training: boolean;
+  /** Input image size [H, W] override, for models that take images. */
+  readonly imageSize: readonly [number, number] | undefined;
+}
+
+export interface ModelDefinition<C = unknown> {
+  readonly name: string;
+  readonly description?: string;
+  readonly configs: Readonly<Record<string, C>>;
+  readonly defaultConfig: string;
+  readonly tasks?: readonly string[];
+  readonly defaultTask?: string;
+  // biome-ignore lint/suspicious/noExplicitAny: each model has its own input specs
+  create(config: C, options: BuildOptions): ModelInstance<any>;
+}
+
+export function defineModel<C>(definition: ModelDefinition<C>): ModelDefinition<C> {
+  return definition;
+}
+
+export interface TraceModelOptions {
+  config?: string;
+  task?: string;
+  batch?: number;
+  training?: boolean;
+  imageSize?: readonly [number, number];
+}
+
+export interface TracedModel {
+  readonly graph: Graph;
+  readonly name: string;
+  readonly configName: string;
+  readonly config: unknown;
+  readonly task: string | undefined;
+  readonly module: Module;
+  readonly options: BuildOptions;
+}
+
+export function isModelDefinition(v: unknown): v is ModelDefinition {
+  const d = v as ModelDefinition;
+  return !!d && typeof d === "object" && typeof d.name === "string" && typeof d.create === "function" && !!d.configs;
+}
+
+/** Runs `create` and `forward` on symbolic inputs and records the graph. */
+export function traceModel(def: ModelDefinition, opts: TraceModelOptions = {}): TracedModel {
+  const configName = opts.config ?? def.defaultConfig;
+  const config = def.configs[configName];
+  if (config === undefined) {
+    throw new UserError(`unknown config '${configName}' (available: ${Object.keys(def.configs).join(", ")})`, "--config");
+  }
+  const task = opts.task ?? def.defaultTask;
+  if (opts.task !== undefined && !def.tasks?.includes(opts.task)) {
+    throw new UserError(`unknown task '${opts.task}' (available: ${def.tasks?.join(", ") || "none"})`, "--task");
+  }
+  const options: BuildOptions = {
+    task,
+    batch: opts.batch ?? 1,
+    training: opts.training ?? false,
+    imageSize: opts.imageSize,
+  };
+  if (!(Number.isInteger(options.batch) && options.batch > 0)) {
+    throw new UserError(`batch must be a positive integer, got ${opts.batch}`, "--batch");
+  }
+  const inst = def.create(config, options);
+  const names = new Map<ParamLike, string>();
+  for (const [name, p] of inst.module.namedParameters()) names.set(p, name);
+  const trace = new Trace({ training: options.training }, names);
+  withTrace(trace, () => {
+    for (const p of names.keys()) trace.paramNode(p);
+    const inputs: Record<string, AnyTensor> = {};
+    for (const [name, s] of Object.entries(inst.inputs as InputSpecs)) {
+      inputs[name] = emit(undefined, "input", [], { name, shape: [...s.shape], dtype: s.dtype as IrDType });
+    }
+    const outputs = inst.forward(inputs as never);
+    for (const [name, t] of Object.entries(outputs)) trace.graph.setOutput(name, t.id);
+  });
+  return { graph: trace.graph, name: def.name, configName, config, task, module: inst.module, options };
+}

@@ -1,0 +1,8 @@
+// Loads every op definition into the registry.
+import "./elementwise.ts";
+import "./reduce.ts";
+import "./layout.ts";
+import "./nn.ts";
+import "./source.ts";
+
+export * from "./registry.ts";

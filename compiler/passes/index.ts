@@ -1,0 +1,2 @@
+export { cse } from "./cse.ts";
+export { dce } from "./dce.ts";

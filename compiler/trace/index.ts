@@ -1,0 +1,2 @@
+export { callerLocation } from "./location.ts";
+export * from "./trace.ts";

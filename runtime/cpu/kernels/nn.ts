@@ -1,0 +1,173 @@
+// matmul, conv2d, resampling and the stochastic masks.
+
+import { numel } from "../../../compiler/ir/index.ts";
+import { matmulDims } from "../../../compiler/ir/ops/nn.ts";
+import { dropThreshold, randomBits, streamKey } from "../random.ts";
+import { broadcastStrides, hostTensor } from "../tensor.ts";
+import { registerKernel } from "./registry.ts";
+
+registerKernel("matmul", (node, [a, b]) => {
+  const transA = node.attrs.transA === true;
+  const transB = node.attrs.transB === true;
+  const { m, ka: k, n } = matmulDims(a, b, transA, transB);
+  const out = hostTensor(node.shape, node.dtype);
+  const batchShape = node.shape.slice(0, -2);
+  const batches = numel(batchShape);
+  const sa = broadcastStrides(a.shape.slice(0, -2), batchShape);
+  const sb = broadcastStrides(b.shape.slice(0, -2), batchShape);
+  const ad = a.data;
+  const bd = b.data;
+  const od = out.data;
+  // Element (i, p) of op(A) and (p, j) of op(B) within one batch.
+  const aRow = transA ? 1 : k;
+  const aCol = transA ? m : 1;
+  const bRow = transB ? 1 : n;
+  const bCol = transB ? k : 1;
+  const acc = new Float64Array(n);
+  const idx = new Array<number>(batchShape.length).fill(0);
+  for (let bi = 0; bi < batches; bi++) {
+    let offA = 0;
+    let offB = 0;
+    for (let d = 0; d < idx.length; d++) {
+      offA += idx[d] * sa[d] * m * k;
+      offB += idx[d] * sb[d] * k * n;
+    }
+    for (let i = 0; i < m; i++) {
+      acc.fill(0);
+      for (let p = 0; p < k; p++) {
+        const av = ad[offA + i * aRow + p * aCol];
+        if (av === 0) continue;
+        const rowB = offB + p * bRow;
+        for (let j = 0; j < n; j++) acc[j] += av * bd[rowB + j * bCol];
+      }
+      const o = (bi * m + i) * n;
+      for (let j = 0; j < n; j++) od[o + j] = acc[j];
+    }
+    for (let d = idx.length - 1; d >= 0; d--) {
+      if (++idx[d] < batchShape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+});
+
+registerKernel("conv2d", (node, [x, w, bias]) => {
+  const [stride, padding, dilation] = ["stride", "padding", "dilation"].map((k) => node.attrs[k] as number[]);
+  const groups = node.attrs.groups as number;
+  const [n, cin, h, wd] = x.shape;
+  const [cout, cpg, kh, kw] = w.shape;
+  const [, , oh, ow] = node.shape;
+  const opg = cout / groups;
+  const out = hostTensor(node.shape, node.dtype);
+  const xd = x.data;
+  const wdata = w.data;
+  const plane = new Float64Array(oh * ow);
+  for (let b = 0; b < n; b++) {
+    for (let co = 0; co < cout; co++) {
+      const g = Math.floor(co / opg);
+      plane.fill(bias ? bias.data[co] : 0);
+      for (let ci = 0; ci < cpg; ci++) {
+        const xc = (b * cin + g * cpg + ci) * h * wd;
+        for (let ky = 0; ky < kh; ky++) {
+          for (let kx = 0; kx < kw; kx++) {
+            const wv = wdata[((co * cpg + ci) * kh + ky) * kw + kx];
+            for (let oy = 0; oy < oh; oy++) {
+              const iy = oy * stride[0] - padding[0] + ky * dilation[0];
+              if (iy < 0 || iy >= h) continue;
+              const row = xc + iy * wd;
+              for (let ox = 0; ox < ow; ox++) {
+                const ix = ox * stride[1] - padding[1] + kx * dilation[1];
+                if (ix < 0 || ix >= wd) continue;
+                plane[oy * ow + ox] += wv * xd[row + ix];
+              }
+            }
+          }
+        }
+      }
+      out.data.set(plane, (b * cout + co) * oh * ow);
+    }
+  }
+  return out;
+});
+
+/** Source coordinate rules of torch.nn.functional.interpolate (scale = in/out, computed in f32). */
+function nearestIndex(dst: number, inSize: number, outSize: number): number {
+  const scale = Math.fround(inSize / outSize);
+  return Math.min(Math.floor(Math.fround(dst * scale)), inSize - 1);
+}
+
+function linearSource(dst: number, inSize: number, outSize: number, alignCorners: boolean): [number, number, number] {
+  let src: number;
+  if (alignCorners) src = outSize > 1 ? (dst * (inSize - 1)) / (outSize - 1) : 0;
+  else src = Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0);
+  const i0 = Math.min(Math.floor(src), inSize - 1);
+  const i1 = Math.min(i0 + 1, inSize - 1);
+  return [i0, i1, src - i0];
+}
+
+registerKernel("upsample", (node, [x]) => {
+  const [n, c, h, w] = x.shape;
+  const [, , oh, ow] = node.shape;
+  const out = hostTensor(node.shape, node.dtype);
+  const bilinear = node.attrs.mode === "bilinear";
+  const align = node.attrs.alignCorners === true;
+  const ys = Array.from({ length: oh }, (_, y) => (bilinear ? linearSource(y, h, oh, align) : [nearestIndex(y, h, oh), 0, 0]));
+  const xs = Array.from({ length: ow }, (_, xx) => (bilinear ? linearSource(xx, w, ow, align) : [nearestIndex(xx, w, ow), 0, 0]));
+  for (let p = 0; p < n * c; p++) {
+    const src = p * h * w;
+    const dst = p * oh * ow;
+    for (let y = 0; y < oh; y++) {
+      const [y0, y1, ly] = ys[y];
+      for (let xx = 0; xx < ow; xx++) {
+        const [x0, x1, lx] = xs[xx];
+        if (!bilinear) {
+          out.data[dst + y * ow + xx] = x.data[src + y0 * w + x0];
+          continue;
+        }
+        const top = x.data[src + y0 * w + x0] * (1 - lx) + x.data[src + y0 * w + x1] * lx;
+        const bot = x.data[src + y1 * w + x0] * (1 - lx) + x.data[src + y1 * w + x1] * lx;
+        out.data[dst + y * ow + xx] = top * (1 - ly) + bot * ly;
+      }
+    }
+  }
+  return out;
+});
+
+registerKernel("pixelShuffle", (node, [x]) => {
+  const r = node.attrs.factor as number;
+  const [n, c, h, w] = node.shape;
+  const [, cin, ih, iw] = x.shape;
+  const out = hostTensor(node.shape, node.dtype);
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let y = 0; y < h; y++)
+        for (let xx = 0; xx < w; xx++) {
+          const ci = ch * r * r + (y % r) * r + (xx % r);
+          out.data[((b * c + ch) * h + y) * w + xx] = x.data[((b * cin + ci) * ih + Math.floor(y / r)) * iw + Math.floor(xx / r)];
+        }
+  return out;
+});
+
+registerKernel("dropout", (node, [x], ctx) => {
+  const p = node.attrs.p as number;
+  const key = streamKey(ctx.seed, node.attrs.stream as number);
+  const threshold = dropThreshold(p);
+  const scale = 1 / (1 - p);
+  const out = hostTensor(node.shape, node.dtype);
+  for (let i = 0; i < x.data.length; i++) out.data[i] = randomBits(key, i) >= threshold ? x.data[i] * scale : 0;
+  return out;
+});
+
+registerKernel("dropPath", (node, [x], ctx) => {
+  const p = node.attrs.p as number;
+  const key = streamKey(ctx.seed, node.attrs.stream as number);
+  const threshold = dropThreshold(p);
+  const scale = 1 / (1 - p);
+  const out = hostTensor(node.shape, node.dtype);
+  const per = x.data.length / x.shape[0];
+  for (let s = 0; s < x.shape[0]; s++) {
+    const keep = randomBits(key, s) >= threshold ? scale : 0;
+    for (let i = s * per; i < (s + 1) * per; i++) out.data[i] = x.data[i] * keep;
+  }
+  return out;
+});
