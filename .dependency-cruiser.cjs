@@ -3,15 +3,55 @@
 module.exports = {
   forbidden: [
     { name: "no-circular", severity: "error", from: {}, to: { circular: true } },
-    { name: "ir-is-the-base", severity: "error", from: { path: "^compiler/ir/" }, to: { path: "^(compiler/(?!ir/)|runtime|model|kernels|bench|bin)" } },
-    { name: "compiler-never-imports-runtime-train-cuda-data", severity: "error", from: { path: "^compiler/" }, to: { path: "^runtime/(train|cuda|data)/" } },
-    { name: "compiler-never-imports-model-bench-bin", severity: "error", from: { path: "^compiler/" }, to: { path: "^(model|bench|bin)/" } },
+    {
+      name: "ir-is-the-base",
+      severity: "error",
+      from: { path: "^compiler/ir/" },
+      to: { path: "^(compiler/(?!ir/)|runtime|model|kernels|bench|bin)" },
+    },
+    {
+      name: "compiler-never-imports-runtime-train-cuda-data",
+      severity: "error",
+      from: { path: "^compiler/" },
+      to: { path: "^runtime/(train|cuda|data)/" },
+    },
+    {
+      name: "compiler-never-imports-model-bench-bin",
+      severity: "error",
+      from: { path: "^compiler/" },
+      to: { path: "^(model|bench|bin)/" },
+    },
     { name: "runtime-never-imports-model", severity: "error", from: { path: "^runtime/" }, to: { path: "^(model|bench|bin)/" } },
-    { name: "kernels-are-user-level", severity: "error", from: { path: "^kernels/" }, to: { path: "^(runtime|model|bench|bin)/" } },
-    { name: "cpu-oracle-independent-of-kernels", severity: "error", from: { path: "^runtime/cpu/" }, to: { path: "^(kernels|compiler/(codegen|lower|passes|autodiff|frontend))/" } },
-    { name: "ptx-emu-reads-only-ptx", severity: "error", from: { path: "^runtime/ptx-emu/" }, to: { path: "^(compiler|kernels|runtime/(?!ptx-emu/))" } },
-    { name: "model-uses-only-the-dsl", severity: "error", from: { path: "^model/" }, to: { path: "^(compiler/(?!dsl/)|runtime|kernels|bench|bin)" } },
-    { name: "trace-below-dsl", severity: "error", from: { path: "^compiler/trace/" }, to: { path: "^compiler/(dsl|frontend|autodiff|passes|lower|codegen)/" } },
+    {
+      name: "kernels-are-user-level",
+      severity: "error",
+      from: { path: "^kernels/" },
+      to: { path: "^(runtime|model|bench|bin)/" },
+    },
+    {
+      name: "cpu-oracle-independent-of-kernels",
+      severity: "error",
+      from: { path: "^runtime/cpu/" },
+      to: { path: "^(kernels|compiler/(codegen|lower|passes|autodiff|frontend))/" },
+    },
+    {
+      name: "ptx-emu-reads-only-ptx",
+      severity: "error",
+      from: { path: "^runtime/ptx-emu/" },
+      to: { path: "^(compiler|kernels|runtime/(?!ptx-emu/))" },
+    },
+    {
+      name: "model-uses-only-the-dsl",
+      severity: "error",
+      from: { path: "^model/" },
+      to: { path: "^(compiler/(?!dsl/)|runtime|kernels|bench|bin)" },
+    },
+    {
+      name: "trace-below-dsl",
+      severity: "error",
+      from: { path: "^compiler/trace/" },
+      to: { path: "^compiler/(dsl|frontend|autodiff|passes|lower|codegen)/" },
+    },
   ],
   options: {
     doNotFollow: { path: "node_modules" },

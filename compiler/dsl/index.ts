@@ -3,6 +3,7 @@ export * as F from "./functional.ts";
 export {
   type BuildOptions,
   defineModel,
+  dim,
   instance,
   type ModelDefinition,
   type ModelInstance,

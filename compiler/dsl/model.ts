@@ -1,20 +1,29 @@
 // A model file's default export: its configs, its inputs, and how to build and run it. Tracing a
 // definition gives the forward graph that every later stage consumes.
 
-import { type Graph, type DType as IrDType, UserError } from "../ir/index.ts";
-import { type ParamLike, Trace, withTrace } from "../trace/index.ts";
+import { type Graph, type DType as IrDType, type SourceLoc, UserError } from "../ir/index.ts";
+import { callerLocation, type ParamLike, Trace, withTrace } from "../trace/index.ts";
 import type { Module } from "./module.ts";
-import type { DType, Shape } from "./shape-types.ts";
-import { type AnyTensor, emit, type Tensor } from "./tensor.ts";
+import type { DType, Named, Shape } from "./shape-types.ts";
+import { type AnyTensor, type Tensor, tensorOf } from "./tensor.ts";
 
 export interface TensorSpec<S extends Shape = Shape, D extends DType = DType> {
   readonly shape: S;
   readonly dtype: D;
+  /** Where the spec was written, for errors about it. */
+  readonly loc?: SourceLoc;
 }
 
 /** A model input: `spec([B, 3, 224, 224])` or `spec([B, H, W], "i32")`. */
-export function spec<const S extends Shape, D extends DType = "f32">(shape: S, dtype: D = "f32" as D): TensorSpec<[...S], D> {
-  return { shape: [...shape] as [...S], dtype };
+export function spec<const S extends Shape>(shape: S): TensorSpec<[...S], "f32">;
+export function spec<const S extends Shape, const D extends DType>(shape: S, dtype: D): TensorSpec<[...S], D>;
+export function spec(shape: Shape, dtype: DType = "f32"): TensorSpec {
+  return { shape: [...shape], dtype, loc: callerLocation() };
+}
+
+/** A concrete size typed as a named dim: `dim("B", options.batch)`. */
+export function dim<N extends string>(_name: N, value: number): Named<N> {
+  return value as Named<N>;
 }
 
 export type InputSpecs = Record<string, TensorSpec>;
@@ -109,7 +118,8 @@ export function traceModel(def: ModelDefinition, opts: TraceModelOptions = {}): 
     for (const p of names.keys()) trace.paramNode(p);
     const inputs: Record<string, AnyTensor> = {};
     for (const [name, s] of Object.entries(inst.inputs as InputSpecs)) {
-      inputs[name] = emit(undefined, "input", [], { name, shape: [...s.shape], dtype: s.dtype as IrDType });
+      const node = trace.graph.add("input", [], { name, shape: [...s.shape], dtype: s.dtype as IrDType }, s.loc);
+      inputs[name] = tensorOf(node, trace);
     }
     const outputs = inst.forward(inputs as never);
     for (const [name, t] of Object.entries(outputs)) trace.graph.setOutput(name, t.id);

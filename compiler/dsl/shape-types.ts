@@ -42,12 +42,15 @@ export type DimText<A> = A extends { readonly [dimName]: infer N extends string 
 
 type KnownRank<S extends Shape> = number extends S["length"] ? false : true;
 
+type IsKnown<A> = number extends A ? false : true;
+
+/** The broadcast of two dims; a known dim (literal or named) wins over `number`. */
 type BroadcastDim<A, B> = [A] extends [1]
   ? B
   : [B] extends [1]
     ? A
     : DimsAgree<A, B> extends true
-      ? IsLiteral<A> extends true
+      ? IsKnown<A> extends true
         ? A
         : B
       : never;

@@ -1,0 +1,114 @@
+// `ptc build` as a function: the pipeline's named stages, in order. Each later issue appends its
+// stage here (autodiff, fusion, lowering, codegen), so the whole path reads top to bottom.
+
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { type TracedModel, traceModel } from "../dsl/model.ts";
+import { type Graph, type GraphStats, graphStats, graphToJSON, printGraph } from "../ir/index.ts";
+import { cse, dce } from "../passes/index.ts";
+import { loadModel } from "./load.ts";
+
+export interface BuildOptions {
+  config?: string;
+  task?: string;
+  batch?: number;
+  imageSize?: readonly [number, number];
+  /** Trace the training-mode forward (dropout active). */
+  training?: boolean;
+  /** Artifact folder; default dist/<model>-<config>. */
+  out?: string;
+  typecheck?: boolean;
+  /** Write graph.json / graph.txt (default true). */
+  write?: boolean;
+}
+
+export interface ComponentParams {
+  name: string;
+  params: number;
+}
+
+export interface BuildResult {
+  model: string;
+  config: string;
+  task: string | undefined;
+  batch: number;
+  traced: TracedModel;
+  graph: Graph;
+  stats: GraphStats;
+  /** Forward FLOPs per sample. */
+  flopsPerSample: number;
+  components: ComponentParams[];
+  outDir: string | undefined;
+  artifacts: string[];
+  /** Seconds per stage. */
+  timings: Record<string, number>;
+}
+
+function timed<T>(timings: Record<string, number>, stage: string, fn: () => T): T {
+  const t0 = performance.now();
+  const r = fn();
+  timings[stage] = (timings[stage] ?? 0) + (performance.now() - t0) / 1000;
+  return r;
+}
+
+/** Parameters grouped by top-level module; indexed containers (stages.0, stages.1) by two levels. */
+export function componentParams(g: Graph): ComponentParams[] {
+  const out = new Map<string, number>();
+  for (const p of g.params()) {
+    const parts = String(p.attrs.name).split(".");
+    const key = parts.length > 2 && /^\d+$/.test(parts[1]) ? `${parts[0]}.${parts[1]}` : parts[0];
+    out.set(key, (out.get(key) ?? 0) + p.shape.reduce((a, b) => a * b, 1));
+  }
+  return [...out].map(([name, params]) => ({ name, params }));
+}
+
+/** Writes a file atomically (temp file + rename), so a crash never leaves half an artifact. */
+export function writeAtomic(file: string, data: string | Uint8Array): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, file);
+}
+
+export async function build(file: string, options: BuildOptions = {}): Promise<BuildResult> {
+  const timings: Record<string, number> = {};
+  const t0 = performance.now();
+  const def = await loadModel(file, { typecheck: options.typecheck });
+  timings.load = (performance.now() - t0) / 1000;
+  const traced = timed(timings, "trace", () =>
+    traceModel(def, {
+      config: options.config,
+      task: options.task,
+      batch: options.batch,
+      training: options.training,
+      imageSize: options.imageSize,
+    }),
+  );
+  const graph = timed(timings, "optimize", () => dce(cse(traced.graph)));
+  const stats = timed(timings, "count", () => graphStats(graph));
+  const result: BuildResult = {
+    model: traced.name,
+    config: traced.configName,
+    task: traced.task,
+    batch: traced.options.batch,
+    traced,
+    graph,
+    stats,
+    flopsPerSample: stats.flops / traced.options.batch,
+    components: componentParams(graph),
+    outDir: undefined,
+    artifacts: [],
+    timings,
+  };
+  if (options.write !== false) {
+    timed(timings, "write", () => {
+      const dir = options.out ?? path.join("dist", `${traced.name}-${traced.configName}`);
+      mkdirSync(dir, { recursive: true });
+      const name = `${traced.name}-${traced.configName}`;
+      writeAtomic(path.join(dir, "graph.json"), JSON.stringify(graphToJSON(graph)));
+      writeAtomic(path.join(dir, "graph.txt"), printGraph(graph, name));
+      result.outDir = dir;
+      result.artifacts.push(path.join(dir, "graph.json"), path.join(dir, "graph.txt"));
+    });
+  }
+  return result;
+}
