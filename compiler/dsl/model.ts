@@ -50,6 +50,11 @@ export interface BuildOptions {
   readonly training: boolean;
   /** Input image size [H, W] override, for models that take images. */
   readonly imageSize: readonly [number, number] | undefined;
+  /**
+   * Compute dtype: with "bf16" a model casts its inputs to bf16 and computes in bf16 (parameters
+   * stay f32 masters; nn modules cast them to the input's dtype), then casts losses/outputs to f32.
+   */
+  readonly computeDType: "f32" | "bf16";
 }
 
 export interface ModelDefinition<C = unknown> {
@@ -73,6 +78,7 @@ export interface TraceModelOptions {
   batch?: number;
   training?: boolean;
   imageSize?: readonly [number, number];
+  computeDType?: "f32" | "bf16";
 }
 
 export interface TracedModel {
@@ -106,6 +112,7 @@ export function traceModel(def: ModelDefinition, opts: TraceModelOptions = {}): 
     batch: opts.batch ?? 1,
     training: opts.training ?? false,
     imageSize: opts.imageSize,
+    computeDType: opts.computeDType ?? "f32",
   };
   if (!(Number.isInteger(options.batch) && options.batch > 0)) {
     throw new UserError(`batch must be a positive integer, got ${opts.batch}`, "--batch");
