@@ -118,6 +118,7 @@ export function traceModel(def: ModelDefinition, opts: TraceModelOptions = {}): 
     throw new UserError(`batch must be a positive integer, got ${opts.batch}`, "--batch");
   }
   const inst = def.create(config, options);
+  inst.module.attributeScopes();
   const names = new Map<ParamLike, string>();
   for (const [name, p] of inst.module.namedParameters()) names.set(p, name);
   const trace = new Trace({ training: options.training }, names);

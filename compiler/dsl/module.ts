@@ -28,7 +28,49 @@ export const init = {
   uniform: (low: number, high: number): Init => ({ kind: "uniform", low, high }),
 };
 
+const scoped = Symbol("ptc.scoped");
+
 export abstract class Module {
+  /** Every submodule reachable through properties with its dotted path ("" for the root). */
+  namedModules(prefix = ""): [string, Module][] {
+    const out: [string, Module][] = [];
+    const seen = new Set<unknown>();
+    const visit = (value: unknown, name: string) => {
+      if (value === null || typeof value !== "object" || seen.has(value)) return;
+      seen.add(value);
+      if (value instanceof Module) {
+        out.push([name, value]);
+        for (const [k, v] of Object.entries(value)) visit(v, name ? `${name}.${k}` : k);
+      } else if (Array.isArray(value)) {
+        value.forEach((v, i) => {
+          visit(v, name ? `${name}.${i}` : String(i));
+        });
+      }
+    };
+    visit(this, prefix);
+    return out;
+  }
+
+  /**
+   * Makes every submodule's forward record its path as the scope of the ops it traces, so graph
+   * nodes know their module ("stages.2.blocks.5.attn"): used for per-block memory planning,
+   * activation checkpointing and readable graphs. Idempotent.
+   */
+  attributeScopes(): void {
+    for (const [path, m] of this.namedModules()) {
+      const self = m as unknown as Record<string | symbol, unknown>;
+      const forward = self.forward;
+      if (!path || typeof forward !== "function" || self[scoped]) continue;
+      Object.defineProperty(m, "forward", {
+        enumerable: false,
+        value(this: Module, ...args: unknown[]) {
+          return currentTrace().inScope(path, () => (forward as (...a: unknown[]) => unknown).apply(this, args));
+        },
+      });
+      Object.defineProperty(m, scoped, { enumerable: false, value: true });
+    }
+  }
+
   /** Every parameter reachable through properties (arrays index as ".0", ".1"), in declaration order. */
   namedParameters(prefix = ""): [string, Parameter<Shape, FloatDType>][] {
     const out: [string, Parameter<Shape, FloatDType>][] = [];

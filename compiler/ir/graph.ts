@@ -10,7 +10,7 @@ export class Graph {
   readonly nodes: Node[] = [];
   readonly outputs = new Map<string, number>();
 
-  add(op: string, inputs: readonly number[], attrs: Attrs = {}, loc?: SourceLoc): Node {
+  add(op: string, inputs: readonly number[], attrs: Attrs = {}, loc?: SourceLoc, scope?: string): Node {
     const spec = opSpec(op);
     const arity = spec.inputs;
     if (arity !== "variadic" && (inputs.length < arity || inputs.length > (spec.maxInputs ?? arity))) {
@@ -29,9 +29,23 @@ export class Graph {
       if (e instanceof ShapeError && loc) throw new ShapeError(e.message, loc);
       throw e;
     }
-    const node: Node = { id: this.nodes.length, op, inputs: [...inputs], attrs, shape: [...type.shape], dtype: type.dtype, loc };
+    const node: Node = {
+      id: this.nodes.length,
+      op,
+      inputs: [...inputs],
+      attrs,
+      shape: [...type.shape],
+      dtype: type.dtype,
+      ...(loc ? { loc } : {}),
+      ...(scope ? { scope } : {}),
+    };
     this.nodes.push(node);
     return node;
+  }
+
+  /** Appends a copy of `n` (from another graph) with remapped inputs, keeping its location and scope. */
+  copy(n: Node, inputs: readonly number[]): Node {
+    return this.add(n.op, inputs, n.attrs, n.loc, n.scope);
   }
 
   setOutput(name: string, id: number): void {

@@ -11,6 +11,7 @@ interface NodeJSON {
   shape: number[];
   dtype: DType;
   loc?: SourceLoc;
+  scope?: string;
 }
 
 export interface GraphJSON {
@@ -49,6 +50,7 @@ export function graphToJSON(g: Graph): GraphJSON {
       shape: [...n.shape],
       dtype: n.dtype,
       ...(n.loc ? { loc: n.loc } : {}),
+      ...(n.scope ? { scope: n.scope } : {}),
     })),
     outputs: Object.fromEntries(g.outputs),
   };
@@ -59,7 +61,7 @@ export function graphFromJSON(json: GraphJSON): Graph {
   const g = new Graph();
   json.nodes.forEach((n, i) => {
     const attrs: Attrs = Object.fromEntries(Object.entries(n.attrs).map(([k, v]) => [k, decodeAttr(v)]));
-    const node = g.add(n.op, n.inputs, attrs, n.loc);
+    const node = g.add(n.op, n.inputs, attrs, n.loc, n.scope);
     if (node.dtype !== n.dtype || node.shape.join() !== n.shape.join()) {
       throw new Error(
         `graph JSON: node %${i} (${n.op}) recorded as ${n.dtype}[${n.shape}] but infers ${node.dtype}[${node.shape}]`,

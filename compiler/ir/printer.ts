@@ -26,7 +26,8 @@ export function formatNode(n: Node): string {
     head = `${n.op}${args ? ` ${args}` : ""}${attrText}`;
   }
   const line = `%${n.id} = ${head} : ${type}`;
-  return n.loc ? `${line.padEnd(72)} @ ${n.loc.file}:${n.loc.line}` : line;
+  const where = [n.scope, n.loc ? `${n.loc.file}:${n.loc.line}` : undefined].filter(Boolean).join(" ");
+  return where ? `${line.padEnd(72)} @ ${where}` : line;
 }
 
 export function printGraph(g: Graph, name = "graph"): string {

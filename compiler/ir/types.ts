@@ -38,6 +38,8 @@ export interface Node {
   readonly shape: Shape;
   readonly dtype: DType;
   readonly loc?: SourceLoc;
+  /** The module path that produced it ("stages.2.blocks.5.attn"), when traced inside a module. */
+  readonly scope?: string;
 }
 
 export function numel(shape: Shape): number {

@@ -41,12 +41,12 @@ export function cse(g: Graph): Graph {
         remap[n.id] = prior.id;
         continue;
       }
-      const added = out.add(n.op, inputs, n.attrs, n.loc);
+      const added = out.copy(n, inputs);
       remap[n.id] = added.id;
       seen.set(key, [...(seen.get(key) ?? []), added]);
       continue;
     }
-    remap[n.id] = out.add(n.op, inputs, n.attrs, n.loc).id;
+    remap[n.id] = out.copy(n, inputs).id;
   }
   for (const [k, id] of g.outputs) out.setOutput(k, remap[id]);
   return out;

@@ -17,11 +17,9 @@ export function dce(g: Graph): Graph {
   const remap: number[] = [];
   for (const n of g.nodes) {
     if (!live[n.id]) continue;
-    remap[n.id] = out.add(
-      n.op,
+    remap[n.id] = out.copy(
+      n,
       n.inputs.map((i) => remap[i]),
-      n.attrs,
-      n.loc,
     ).id;
   }
   for (const [k, id] of g.outputs) out.setOutput(k, remap[id]);

@@ -32,6 +32,7 @@ export class Trace {
   private readonly paramIds = new Map<ParamLike, number>();
   private readonly paramNames: Map<ParamLike, string>;
   private streams = 0;
+  private readonly scopes: string[] = [];
 
   constructor(options: TraceOptions, paramNames: Map<ParamLike, string> = new Map()) {
     this.training = options.training;
@@ -40,7 +41,17 @@ export class Trace {
 
   /** Appends a node located at the user's calling line; shape errors are raised there. */
   emit(op: string, inputs: readonly number[], attrs: Attrs = {}): Node {
-    return this.graph.add(op, inputs, attrs, callerLocation());
+    return this.graph.add(op, inputs, attrs, callerLocation(), this.scopes.at(-1));
+  }
+
+  /** Runs fn with ops attributed to the module at `path` (the tracer wraps each module's forward). */
+  inScope<T>(path: string, fn: () => T): T {
+    this.scopes.push(path);
+    try {
+      return fn();
+    } finally {
+      this.scopes.pop();
+    }
   }
 
   /** The node of a parameter, created on first use under its dotted name. */

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { defineModel, F, instance, Module, nn, spec, type Tensor, traceModel } from "../../compiler/dsl/index.ts";
 import { graphStats, ShapeError } from "../../compiler/ir/index.ts";
@@ -10,6 +12,15 @@ class Wide extends Module {
     for (const l of this.layers) y = F.dropout(l.forward(y).gelu(), 0.1);
     return y;
   }
+}
+
+/** 1-based line of the first occurrence of `text` in this file (so tests survive reformatting). */
+function lineOf(text: string): number {
+  return (
+    readFileSync(fileURLToPath(import.meta.url), "utf8")
+      .split("\n")
+      .findIndex((l) => l.includes(text)) + 1
+  );
 }
 
 const wide = defineModel({
@@ -50,7 +61,9 @@ describe("tracing", () => {
     const g = traceModel(wide).graph;
     const mm = g.nodes.find((n) => n.op === "matmul");
     expect(mm?.loc?.file).toBe("test/dsl/trace.test.ts");
-    expect(mm?.loc?.line).toBe(10);
+    expect(mm?.loc?.line).toBe(lineOf("l.forward(y).gelu()"));
+    // ...and the module path that traced it
+    expect(g.nodes.filter((n) => n.op === "matmul").map((n) => n.scope)).toEqual(["layers.0", "layers.1", "layers.2"]);
   });
 
   it("reports a trace-time shape error at the user's line", () => {
@@ -75,8 +88,9 @@ describe("tracing", () => {
     }
     expect(err).toBeInstanceOf(ShapeError);
     expect((err as ShapeError).line).toMatch(
-      /^test\/dsl\/trace\.test\.ts:64:\d+: reshape: \[2,3,4\] has 24 elements but \[5,5\] has 25$/,
+      /^test\/dsl\/trace\.test\.ts:(\d+):\d+: reshape: \[2,3,4\] has 24 elements but \[5,5\] has 25$/,
     );
+    expect(Number((err as ShapeError).line.split(":")[1])).toBe(lineOf("x.reshape([5, 5])"));
   });
 
   it("slices with Python rules (negative indices, clamping, steps)", () => {
