@@ -5,6 +5,7 @@ import chalk from "chalk";
 import { Command } from "commander";
 import { registerBuildCommand } from "../compiler/frontend/index.ts";
 import { isUserError } from "../compiler/ir/index.ts";
+import { registerPlanCommand } from "../runtime/plan/index.ts";
 
 const program = new Command();
 program
@@ -22,6 +23,7 @@ Examples:
   );
 
 registerBuildCommand(program);
+registerPlanCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,108 @@
+// Memory and communication of each data-parallel strategy, per GPU, for one optimizer step.
+// Mixed precision as our trainer runs it: a bf16 compute copy of the weights (2 B/param), f32 master
+// weights (4), f32 gradients accumulated over micro-batches (4), AdamW m and v in f32 (8);
+// gradients are communicated in bf16 (2 B/param) and parameters gathered in bf16.
+
+import type { ModelProfile } from "./profile.ts";
+
+export const STRATEGIES = ["ddp", "zero1", "zero2", "zero3", "hsdp"] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+export interface Cluster {
+  gpus: number;
+  gpusPerNode: number;
+}
+
+export interface MemoryBreakdown {
+  weights: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+  total: number;
+}
+
+export interface Traffic {
+  /** Bytes each GPU sends over NVLink (inside a node) per optimizer step. */
+  intraNodeBytes: number;
+  /** Bytes each GPU sends over the network (between nodes) per optimizer step. */
+  interNodeBytes: number;
+}
+
+/** The group parameters are sharded over: everything (zero*), one node (hsdp), nobody (ddp). */
+export function shardGroup(s: Strategy, c: Cluster): number {
+  if (s === "ddp") return 1;
+  if (s === "hsdp") return Math.min(c.gpus, c.gpusPerNode);
+  return c.gpus;
+}
+
+export function activationBytesPerSample(p: ModelProfile, checkpointing: boolean): number {
+  return checkpointing ? p.checkpointBoundaryBytes + p.largestUnitBytes + p.outsideUnitBytes : p.activationBytes;
+}
+
+export function memoryPerGpu(
+  s: Strategy,
+  p: ModelProfile,
+  c: Cluster,
+  microBatch: number,
+  checkpointing: boolean,
+): MemoryBreakdown {
+  const P = p.params;
+  const n = shardGroup(s, c);
+  const unit = p.largestUnitParams;
+  let weights: number;
+  let gradients: number;
+  let optimizer: number;
+  switch (s) {
+    case "ddp":
+      weights = 2 * P + 4 * P;
+      gradients = 4 * P;
+      optimizer = 8 * P;
+      break;
+    case "zero1": // optimizer state and master weights sharded
+      weights = 2 * P + (4 * P) / n;
+      gradients = 4 * P;
+      optimizer = (8 * P) / n;
+      break;
+    case "zero2": // + gradients sharded (one unit's full gradients exist before its reduce-scatter)
+      weights = 2 * P + (4 * P) / n;
+      gradients = (4 * P) / n + 4 * unit;
+      optimizer = (8 * P) / n;
+      break;
+    case "zero3":
+    case "hsdp": // + parameters sharded; one unit gathered and the next prefetched, in bf16
+      weights = (6 * P) / n + 2 * 2 * unit;
+      gradients = (4 * P) / n + 4 * unit;
+      optimizer = (8 * P) / n;
+      break;
+  }
+  const activations = microBatch * activationBytesPerSample(p, checkpointing);
+  return { weights, gradients, optimizer, activations, total: weights + gradients + optimizer + activations };
+}
+
+/** Ring collectives: all-reduce moves 2(n-1)/n of the buffer per GPU, reduce-scatter and all-gather (n-1)/n. */
+const ring = (n: number) => (n - 1) / n;
+
+export function trafficPerGpu(s: Strategy, p: ModelProfile, c: Cluster, accum: number): Traffic {
+  const grad = 2 * p.params; // bf16
+  const param = 2 * p.params; // bf16
+  const multiNode = c.gpus > c.gpusPerNode;
+  const onWire = (bytes: number, spansNodes: boolean): Traffic =>
+    spansNodes ? { intraNodeBytes: 0, interNodeBytes: bytes } : { intraNodeBytes: bytes, interNodeBytes: 0 };
+  const n = c.gpus;
+  switch (s) {
+    case "ddp": // one all-reduce per step (no sync during accumulation)
+    case "zero1": // reduce-scatter grads + all-gather updated params: the same volume
+      return onWire(2 * ring(n) * grad, multiNode);
+    case "zero2": // grads reduce-scattered every micro-step (they are not kept whole), params gathered once
+      return onWire(accum * ring(n) * grad + ring(n) * param, multiNode);
+    case "zero3": // per micro-step: gather for forward, gather for backward, reduce-scatter grads
+      return onWire(accum * ring(n) * (2 * param + grad), multiNode);
+    case "hsdp": {
+      const g = shardGroup(s, c);
+      const replicas = c.gpus / g;
+      const intra = accum * ring(g) * (2 * param + grad);
+      const inter = replicas > 1 ? 2 * ring(replicas) * (grad / g) : 0; // shards all-reduced across nodes once
+      return { intraNodeBytes: intra, interNodeBytes: inter };
+    }
+  }
+}
