@@ -4,5 +4,6 @@ import "./reduce.ts";
 import "./layout.ts";
 import "./nn.ts";
 import "./source.ts";
+import "./grad.ts";
 
 export * from "./registry.ts";

@@ -91,12 +91,12 @@ registerKernel("conv2d", (node, [x, w, bias]) => {
 });
 
 /** Source coordinate rules of torch.nn.functional.interpolate (scale = in/out, computed in f32). */
-function nearestIndex(dst: number, inSize: number, outSize: number): number {
+export function nearestIndex(dst: number, inSize: number, outSize: number): number {
   const scale = Math.fround(inSize / outSize);
   return Math.min(Math.floor(Math.fround(dst * scale)), inSize - 1);
 }
 
-function linearSource(dst: number, inSize: number, outSize: number, alignCorners: boolean): [number, number, number] {
+export function linearSource(dst: number, inSize: number, outSize: number, alignCorners: boolean): [number, number, number] {
   let src: number;
   if (alignCorners) src = outSize > 1 ? (dst * (inSize - 1)) / (outSize - 1) : 0;
   else src = Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0);

@@ -1,0 +1,129 @@
+// Reverse-mode differentiation of a graph: the training graph is the forward graph followed by the
+// adjoint of every node that lies between a differentiated parameter and the loss, in reverse
+// topological order. Gradients reaching a node along several uses are summed.
+
+import { formatLoc, formatShape, Graph, type Node, numel, UserError } from "../ir/index.ts";
+import { cse, dce } from "../passes/index.ts";
+import { Builder } from "./builder.ts";
+import { gradientRule } from "./registry.ts";
+import "./rules/index.ts";
+
+export interface GradOptions {
+  /** Name of the forward output to differentiate: a scalar (one element), f32 or bf16. */
+  readonly loss: string;
+  /** Parameter names to differentiate; default every floating-point parameter. */
+  readonly wrt?: readonly string[];
+  /** Graph input names to differentiate too (outputs `gradInput/<name>`); default none. */
+  readonly wrtInputs?: readonly string[];
+  /** Run CSE and DCE on the result (default true). */
+  readonly optimize?: boolean;
+}
+
+/** Output name of a parameter's gradient in the training graph. */
+export const gradName = (param: string): string => `grad/${param}`;
+/** Output name of an input's gradient in the training graph. */
+export const gradInputName = (input: string): string => `gradInput/${input}`;
+
+function pick(nodes: readonly Node[], names: readonly string[] | undefined, kind: string): Node[] {
+  const byName = new Map(nodes.map((n) => [String(n.attrs.name), n]));
+  if (names === undefined) return nodes.filter((n) => n.dtype !== "i32");
+  return names.map((name) => {
+    const n = byName.get(name);
+    if (!n) throw new UserError(`grad: no ${kind} named '${name}' (have: ${[...byName.keys()].slice(0, 8).join(", ")}...)`, name);
+    if (n.dtype === "i32") throw new UserError(`grad: ${kind} '${name}' is i32 and has no gradient`, name);
+    return n;
+  });
+}
+
+/**
+ * Differentiates `forward` with respect to its parameters (and optionally inputs). The result has
+ * the same inputs and parameters, every forward output under its name, and `grad/<param>` for each
+ * differentiated parameter (in the parameter's dtype: an f32 master used through a bf16 cast gets
+ * an f32 gradient, since the cast's gradient casts back). A parameter the loss does not depend on
+ * gets a zero gradient.
+ */
+export function grad(forward: Graph, options: GradOptions): Graph {
+  const lossId = forward.outputs.get(options.loss);
+  if (lossId === undefined) {
+    throw new UserError(`grad: the graph has no output '${options.loss}' (outputs: ${[...forward.outputs.keys()].join(", ")})`);
+  }
+  const lossNode = forward.node(lossId);
+  if (numel(lossNode.shape) !== 1 || lossNode.dtype === "i32") {
+    throw new UserError(
+      `grad: the loss '${options.loss}' must be a floating-point scalar, got ${lossNode.dtype}${formatShape(lossNode.shape)}`,
+      formatLoc(lossNode.loc),
+    );
+  }
+  const params = pick(forward.params(), options.wrt, "parameter");
+  const inputs = pick(forward.inputs(), options.wrtInputs ?? [], "input");
+
+  const g = new Graph();
+  for (const n of forward.nodes) g.copy(n, n.inputs);
+  const b = new Builder(g);
+
+  // Which nodes carry a gradient: the differentiated leaves and every float node computed from one.
+  const needs = new Array<boolean>(forward.nodes.length).fill(false);
+  for (const n of [...params, ...inputs]) needs[n.id] = true;
+  for (const n of forward.nodes) {
+    if (!needs[n.id] && n.dtype !== "i32" && n.inputs.some((i) => needs[i])) needs[n.id] = true;
+  }
+
+  const pending = new Map<number, number[]>();
+  const contribute = (id: number, dy: number) => {
+    const list = pending.get(id);
+    if (list) list.push(dy);
+    else pending.set(id, [dy]);
+  };
+  b.loc = lossNode.loc;
+  contribute(lossId, b.full(lossNode.shape, 1, lossNode.dtype));
+
+  const total = new Map<number, number>();
+  for (let id = lossId; id >= 0; id--) {
+    const list = pending.get(id);
+    if (!list || !needs[id]) continue;
+    pending.delete(id);
+    const node = forward.nodes[id];
+    b.loc = node.loc;
+    b.scope = node.scope;
+    const dy = list.reduce((acc, d) => b.add(acc, d));
+    if (node.op === "param" || node.op === "input") {
+      total.set(id, dy);
+      continue;
+    }
+    const rule = gradientRule(node.op);
+    if (!rule) {
+      throw new UserError(
+        `no gradient rule for op '${node.op}' (register one with registerGradient; see compiler/autodiff/README.md)`,
+        formatLoc(node.loc),
+      );
+    }
+    const ins = node.inputs.map((i) => forward.nodes[i]);
+    const grads = rule({ b, node: g.node(id), inputs: ins, dy, needs: node.inputs.map((i) => needs[i]) });
+    node.inputs.forEach((inId, k) => {
+      const d = grads[k];
+      if (d === undefined || !needs[inId]) return;
+      const want = forward.nodes[inId];
+      const got = g.node(d);
+      if (got.shape.join() !== want.shape.join() || got.dtype !== want.dtype) {
+        throw new Error(
+          `gradient rule for ${node.op} (${formatLoc(node.loc)}) gave input ${k} a gradient ${got.dtype}${formatShape(got.shape)}, ` +
+            `expected ${want.dtype}${formatShape(want.shape)}`,
+        );
+      }
+      contribute(inId, d);
+    });
+  }
+
+  const names = new Set(forward.outputs.keys());
+  const output = (name: string, id: number) => {
+    if (names.has(name)) throw new UserError(`grad: output name '${name}' is already taken by the forward graph`);
+    names.add(name);
+    g.setOutput(name, id);
+  };
+  for (const [name, id] of forward.outputs) g.setOutput(name, id);
+  b.loc = undefined;
+  b.scope = undefined;
+  for (const p of params) output(gradName(String(p.attrs.name)), total.get(p.id) ?? b.full(p.shape, 0, p.dtype));
+  for (const x of inputs) output(gradInputName(String(x.attrs.name)), total.get(x.id) ?? b.full(x.shape, 0, x.dtype));
+  return options.optimize === false ? g : dce(cse(g));
+}
