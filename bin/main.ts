@@ -5,6 +5,7 @@ import chalk from "chalk";
 import { Command } from "commander";
 import { registerBuildCommand } from "../compiler/frontend/index.ts";
 import { isUserError } from "../compiler/ir/index.ts";
+import { registerDevicesCommand } from "../runtime/cuda/devices-command.ts";
 import { registerPlanCommand } from "../runtime/plan/index.ts";
 
 const program = new Command();
@@ -24,6 +25,7 @@ Examples:
 
 registerBuildCommand(program);
 registerPlanCommand(program);
+registerDevicesCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -53,3 +53,14 @@ export function runDevicesCommand(
   write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDevices(report));
   return 0;
 }
+
+/** Registers `ptc devices` on the CLI. */
+export function registerDevicesCommand(program: import("commander").Command): void {
+  program
+    .command("devices")
+    .description("list CUDA GPUs, or say why there are none and the CPU backend is used")
+    .option("--json", "print one JSON object")
+    .action((opts: DevicesCommandOptions) => {
+      process.exitCode = runDevicesCommand({ json: opts.json });
+    });
+}
