@@ -12,6 +12,15 @@ Writes test/golden/autodiff/<case>.safetensors, each with the inputs (`input.<na
 - attention: LayerNorm, qkv linear, reshape/permute to heads, scaled q @ k^T plus a relative-position
   bias gathered from a table by an index, softmax, @ v, merge heads, projection; the loss is
   sum(out * R) for a fixed random R (`input.R`).
+- swin_v1 / swin_v2: torchvision's SwinTransformerBlock / SwinTransformerBlockV2 (dim 16, 2 heads,
+  window 4, shift 2) on a [2, 6, 6, 16] map (padded to 8x8 inside), weights randomised to O(0.1-1)
+  so every parameter's gradient is well above rounding; parameters under torchvision's names; loss
+  sum(out * R).
+- simmim: the SimMIM objective: mask-token replacement on [B, H, W, C] tokens, a 1x1 conv + pixel
+  shuffle reconstruction head, per-patch normalised targets (MAE: unbiased variance + 1e-6) and the
+  L1 loss on masked pixels (sum / (masked pixels + 1e-5) / channels). Gradients of the parameters
+  and of the image (through the normalised target); the tokens' gradient is exactly zero (masked
+  tokens are replaced, and a 1x1 head maps unmasked tokens only to unscored pixels).
 - adamw: torch.optim.AdamW on two parameters (one decayed, one not) for 3 steps with fixed gradients,
   without clipping and with clip_grad_norm_ (max_norm 0.5) before each step.
 """
@@ -22,6 +31,7 @@ import os
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from torchvision.models.swin_transformer import SwinTransformerBlock, SwinTransformerBlockV2
 
 OUT = os.path.dirname(os.path.abspath(__file__))
 torch.set_num_threads(1)
@@ -110,6 +120,71 @@ def attention():
     save_file(store(t), os.path.join(OUT, "attention.safetensors"))
 
 
+def swin_block(version):
+    torch.manual_seed(4 if version == 1 else 5)  # torchvision's own init draws from the global generator
+    g = torch.Generator().manual_seed(40 + version)
+    cls = SwinTransformerBlock if version == 1 else SwinTransformerBlockV2
+    block = cls(16, 2, [4, 4], [2, 2], mlp_ratio=2.0).double()
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            if name.endswith("logit_scale"):
+                p.copy_(math.log(10) + 0.3 * torch.randn(p.shape, generator=g))
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p.shape[-1] if p.dim() > 1 else 4
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            p.copy_(f32(p))
+    x = leaf(torch.randn(2, 6, 6, 16, generator=g))
+    r = f32(torch.randn(2, 6, 6, 16, generator=g))
+    loss = (block(x) * r).sum()
+    loss.backward()
+    t = {"input.x": x, "input.R": r, "loss": loss.reshape([])}
+    for name, p in block.named_parameters():
+        t[f"param.{name}"] = p
+        t[f"grad.{name}"] = p.grad
+    t["gradInput.x"] = x.grad
+    save_file(store(t), os.path.join(OUT, f"swin_v{version}.safetensors"))
+
+
+def simmim():
+    g = torch.Generator().manual_seed(6)
+    b, h, w, c, stride, mask_patch = 2, 4, 4, 8, 4, 8  # 16x16 images, mask patches of 2x2 tokens
+    tokens = leaf(torch.randn(b, h, w, c, generator=g))
+    mask_token = leaf(0.5 * torch.randn(c, generator=g))
+    weight = leaf(torch.randn(3 * stride * stride, c, 1, 1, generator=g) / math.sqrt(c))
+    bias = leaf(0.1 * torch.randn(3 * stride * stride, generator=g))
+    image = leaf(torch.rand(b, 3, h * stride, w * stride, generator=g))
+    mask = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [0.0, 1.0]]], dtype=torch.float64)  # [B, 2, 2]
+    m = mask.repeat_interleave(2, 1).repeat_interleave(2, 2).unsqueeze(-1)  # token resolution
+    x = tokens * (1 - m) + mask_token * m
+    pred = F.pixel_shuffle(F.conv2d(x.permute(0, 3, 1, 2), weight, bias), stride)
+    # per-patch (stride x stride) normalised target, unbiased variance (MAE / SimMIM norm_target)
+    p = stride
+    patches = image.reshape(b, 3, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h, w, 3 * p * p)
+    mean = patches.mean(-1, keepdim=True)
+    var = patches.var(-1, keepdim=True, unbiased=True)
+    target = ((patches - mean) / (var + 1e-6) ** 0.5).reshape(b, h, w, 3, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, h * p, w * p)
+    pixel_mask = mask.repeat_interleave(mask_patch, 1).repeat_interleave(mask_patch, 2).unsqueeze(1)
+    loss = ((pred - target).abs() * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / 3
+    loss.backward()
+    t = {
+        "input.tokens": tokens,
+        "input.image": image,
+        "input.mask": mask,
+        "param.maskToken": mask_token,
+        "param.head.proj.weight": weight,
+        "param.head.proj.bias": bias,
+        "grad.maskToken": mask_token.grad,
+        "grad.head.proj.weight": weight.grad,
+        "grad.head.proj.bias": bias.grad,
+        "gradInput.tokens": tokens.grad,
+        "gradInput.image": image.grad,
+        "loss": loss.reshape([]),
+    }
+    save_file(store(t), os.path.join(OUT, "simmim.safetensors"))
+
+
 def adamw():
     """torch.optim.AdamW in float32 (its production dtype), two param groups."""
     g = torch.Generator().manual_seed(3)
@@ -145,4 +220,7 @@ def adamw():
 if __name__ == "__main__":
     mlp_ce()
     attention()
+    swin_block(1)
+    swin_block(2)
+    simmim()
     adamw()
