@@ -279,9 +279,7 @@ class Parser {
           k.shared.push(this.parseSharedDecl(false, t.line));
           continue;
         case ".extern":
-          this.expect(".shared");
-          k.shared.push(this.parseSharedDecl(true, t.line));
-          continue;
+          this.fail("`.extern .shared` must be declared at module scope", t.line);
         case ".loc": {
           const file = this.expectNumber();
           const lineNo = this.expectNumber();

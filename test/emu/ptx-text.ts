@@ -20,9 +20,11 @@ export function runKernel(
   return { mem, stats };
 }
 
-/** The PTX line number (1-based) of the first line containing `needle`. */
-export function lineOf(ptx: string, needle: string): number {
-  const i = ptx.split("\n").findIndex((l) => l.includes(needle));
+/** The PTX line number (1-based) of the first line containing `needle` (after the first containing `after`). */
+export function lineOf(ptx: string, needle: string, after?: string): number {
+  const lines = ptx.split("\n");
+  const from = after === undefined ? 0 : lines.findIndex((l) => l.includes(after));
+  const i = lines.findIndex((l, k) => k >= from && l.includes(needle));
   if (i < 0) throw new Error(`'${needle}' is not in the kernel`);
   return i + 1;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ALL_KERNELS } from "./kernels/index.ts";
+import { ALL_KERNELS, INVALID_KERNELS } from "./kernels/index.ts";
 import { ptxasRejections, ptxasVersion } from "./ptxas.ts";
 
 describe("ptxas", () => {
@@ -11,5 +11,8 @@ describe("ptxas", () => {
       );
     }
     expect(ptxasRejections(ALL_KERNELS)).toEqual([]);
+    // The kernels the emulator rejects as invalid are invalid for ptxas too: they share no misunderstanding.
+    const rejected = ptxasRejections(INVALID_KERNELS).map((m) => m.split(":")[0]);
+    expect(rejected).toEqual(Object.keys(INVALID_KERNELS));
   });
 });
