@@ -1,33 +1,33 @@
 // bfloat16 rounding: round-to-nearest-even on the upper 16 bits of an f32, as the hardware's
-// cvt.rn.bf16.f32 does. NaN stays NaN.
+// cvt.rn.bf16.f32 does. A NaN stays a NaN: it keeps its sign and upper payload and gains the quiet
+// bit, so a NaN whose payload lives only in the low half does not truncate to infinity.
 
 const f = new Float32Array(1);
 const u = new Uint32Array(f.buffer);
 
+/** The bf16 bits (upper half of the f32 pattern) of f32 bits `b`, rounded to nearest even. */
+function roundBits(b: number): number {
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) return ((b >>> 16) | 0x40) & 0xffff;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** x (rounded to f32 first) rounded to the nearest bf16 value, returned as a number. */
 export function toBf16(x: number): number {
   f[0] = x;
-  const bits = u[0];
-  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0) return x;
-  u[0] = ((bits + 0x7fff + ((bits >>> 16) & 1)) & 0xffff0000) >>> 0;
+  u[0] = roundBits(u[0]) << 16;
   return f[0];
 }
 
 export function roundBf16InPlace(a: Float32Array): void {
   const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i];
-    if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) continue;
-    bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
-  }
+  for (let i = 0; i < bits.length; i++) bits[i] = roundBits(bits[i]) << 16;
 }
 
-/** f32 values -> raw bf16 bits (after rounding), for safetensors. */
+/** f32 values -> raw bf16 bits (after rounding), for safetensors. Works on the bit patterns, so NaN payloads survive. */
 export function f32ToBf16Bits(a: Float32Array): Uint16Array {
+  const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) {
-    f[0] = toBf16(a[i]);
-    out[i] = u[0] >>> 16;
-  }
+  for (let i = 0; i < a.length; i++) out[i] = roundBits(bits[i]);
   return out;
 }
 

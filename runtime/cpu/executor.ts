@@ -1,6 +1,8 @@
 // The reference executor: runs any graph node by node on the host, in f64/f32 arithmetic, rounding
 // every bf16-typed value to bf16 (unless told not to). Deterministic: same graph, feeds and seed
 // give the same bits. It is the numerical oracle every other backend is tested against.
+// Values are immutable once computed: a reshape's output shares its input's storage, and outputs
+// may share storage with feeds, so callers must not write into results or feeds in place.
 
 import { formatLoc, formatShape, type Graph, UserError } from "../../compiler/ir/index.ts";
 import { roundBf16InPlace } from "./bf16.ts";
@@ -65,7 +67,8 @@ export function execute(g: Graph, feeds: Feeds, options: ExecuteOptions = {}): E
         node.inputs.map((i) => values[i] as HostTensor),
         ctx,
       );
-      if (node.dtype === "bf16" && round) roundBf16InPlace(v.data as Float32Array);
+      // A reshape shares its input's storage, whose values are already rounded (or were fed as bf16).
+      if (node.dtype === "bf16" && round && node.op !== "reshape") roundBf16InPlace(v.data as Float32Array);
     }
     values[node.id] = v;
     if (!options.keepAll) {

@@ -7,9 +7,11 @@ import { hashString, streamKey, uniform } from "./random.ts";
 import { type HostTensor, hostTensor } from "./tensor.ts";
 
 function normalSample(key: number, i: number, attempt: number): number {
-  // Box-Muller on two uniforms of the element's own counter pair.
-  const u1 = uniform(key, 2 * (i + attempt * 0x100000) + 0);
-  const u2 = uniform(key, 2 * (i + attempt * 0x100000) + 1);
+  // Box-Muller on two uniforms of the element's own counter pair. A truncated normal's redraws use
+  // streams of their own (keyed by the attempt), so a redraw never repeats another element's draw.
+  const k = attempt === 0 ? key : streamKey(key, attempt);
+  const u1 = uniform(k, 2 * i);
+  const u2 = uniform(k, 2 * i + 1);
   return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
 }
 

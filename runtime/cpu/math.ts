@@ -1,15 +1,20 @@
 // Scalar functions JavaScript lacks, accurate to double precision (they are part of the oracle).
 
+// 1/n for the series' divisions (a multiply is several times cheaper than a divide).
+const SERIES_TERMS = 200;
+const RECIPROCAL = Float64Array.from({ length: 2 * SERIES_TERMS + 2 }, (_, n) => 1 / n);
+
 /** erf(x): Maclaurin series below 2.5, continued fraction for erfc above (|error| < 1e-13). */
 export function erf(x: number): number {
   const ax = Math.abs(x);
+  if (ax === 0) return x; // keeps the sign of -0
   if (ax < 2.5) {
     let term = ax;
     let sum = ax;
     const x2 = ax * ax;
-    for (let n = 1; n < 200; n++) {
-      term *= -x2 / n;
-      const t = term / (2 * n + 1);
+    for (let n = 1; n < SERIES_TERMS; n++) {
+      term *= -x2 * RECIPROCAL[n];
+      const t = term * RECIPROCAL[2 * n + 1];
       sum += t;
       if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
     }

@@ -4,6 +4,7 @@ import { numel } from "../../../compiler/ir/index.ts";
 import { matmulDims } from "../../../compiler/ir/ops/nn.ts";
 import { dropThreshold, randomBits, streamKey } from "../random.ts";
 import { broadcastStrides, hostTensor } from "../tensor.ts";
+import { type GemmOperand, gemm, packRowMajor } from "./gemm.ts";
 import { registerKernel } from "./registry.ts";
 
 registerKernel("matmul", (node, [a, b]) => {
@@ -11,20 +12,18 @@ registerKernel("matmul", (node, [a, b]) => {
   const transB = node.attrs.transB === true;
   const { m, ka: k, n } = matmulDims(a, b, transA, transB);
   const out = hostTensor(node.shape, node.dtype);
+  const od = out.data as Float32Array;
   const batchShape = node.shape.slice(0, -2);
   const batches = numel(batchShape);
   const sa = broadcastStrides(a.shape.slice(0, -2), batchShape);
   const sb = broadcastStrides(b.shape.slice(0, -2), batchShape);
-  const ad = a.data;
-  const bd = b.data;
-  const od = out.data;
-  // Element (i, p) of op(A) and (p, j) of op(B) within one batch.
-  const aRow = transA ? 1 : k;
-  const aCol = transA ? m : 1;
-  const bRow = transB ? 1 : n;
-  const bCol = transB ? k : 1;
-  const acc = new Float64Array(n);
+  const ad = a.data as Float32Array;
+  const bd = b.data as Float32Array;
   const idx = new Array<number>(batchShape.length).fill(0);
+  // op(A) is read in place (a transposed A still streams 4 contiguous rows); a transposed B is
+  // packed row-major once per distinct batch matrix, so the product reads it contiguously.
+  let lastB = -1;
+  let opB: GemmOperand = { data: bd, offset: 0, rowStride: n, colStride: 1 };
   for (let bi = 0; bi < batches; bi++) {
     let offA = 0;
     let offB = 0;
@@ -32,17 +31,14 @@ registerKernel("matmul", (node, [a, b]) => {
       offA += idx[d] * sa[d] * m * k;
       offB += idx[d] * sb[d] * k * n;
     }
-    for (let i = 0; i < m; i++) {
-      acc.fill(0);
-      for (let p = 0; p < k; p++) {
-        const av = ad[offA + i * aRow + p * aCol];
-        if (av === 0) continue;
-        const rowB = offB + p * bRow;
-        for (let j = 0; j < n; j++) acc[j] += av * bd[rowB + j * bCol];
-      }
-      const o = (bi * m + i) * n;
-      for (let j = 0; j < n; j++) od[o + j] = acc[j];
+    const opA: GemmOperand = { data: ad, offset: offA, rowStride: transA ? 1 : k, colStride: transA ? m : 1 };
+    if (offB !== lastB) {
+      opB = transB
+        ? { data: packRowMajor(bd, offB, k, n, 1, k), offset: 0, rowStride: n, colStride: 1 }
+        : { data: bd, offset: offB, rowStride: n, colStride: 1 };
+      lastB = offB;
     }
+    gemm(opA, opB, m, k, n, od, bi * m * n, n);
     for (let d = idx.length - 1; d >= 0; d--) {
       if (++idx[d] < batchShape[d]) break;
       idx[d] = 0;
@@ -51,6 +47,11 @@ registerKernel("matmul", (node, [a, b]) => {
   return out;
 });
 
+/**
+ * conv2d as a product per (sample, group): out[co, pixel] = bias[co] + W[co, r] @ cols[r, pixel],
+ * where row r = (ci, ky, kx) of `cols` holds the input pixel each output pixel sees through that tap
+ * (0 in the padding). Sums run bias first, then r in (ci, ky, kx) order.
+ */
 registerKernel("conv2d", (node, [x, w, bias]) => {
   const [stride, padding, dilation] = ["stride", "padding", "dilation"].map((k) => node.attrs[k] as number[]);
   const groups = node.attrs.groups as number;
@@ -59,36 +60,71 @@ registerKernel("conv2d", (node, [x, w, bias]) => {
   const [, , oh, ow] = node.shape;
   const opg = cout / groups;
   const out = hostTensor(node.shape, node.dtype);
-  const xd = x.data;
-  const wdata = w.data;
-  const plane = new Float64Array(oh * ow);
+  const od = out.data as Float32Array;
+  const xd = x.data as Float32Array;
+  const taps = cpg * kh * kw;
+  const pixels = oh * ow;
+  const direct = kh === 1 && kw === 1 && stride[0] === 1 && stride[1] === 1 && padding[0] === 0 && padding[1] === 0;
+  const cols = direct ? xd : new Float32Array(taps * pixels);
+  const weights: GemmOperand = { data: w.data as Float32Array, offset: 0, rowStride: taps, colStride: 1 };
   for (let b = 0; b < n; b++) {
-    for (let co = 0; co < cout; co++) {
-      const g = Math.floor(co / opg);
-      plane.fill(bias ? bias.data[co] : 0);
-      for (let ci = 0; ci < cpg; ci++) {
-        const xc = (b * cin + g * cpg + ci) * h * wd;
-        for (let ky = 0; ky < kh; ky++) {
-          for (let kx = 0; kx < kw; kx++) {
-            const wv = wdata[((co * cpg + ci) * kh + ky) * kw + kx];
-            for (let oy = 0; oy < oh; oy++) {
-              const iy = oy * stride[0] - padding[0] + ky * dilation[0];
-              if (iy < 0 || iy >= h) continue;
-              const row = xc + iy * wd;
-              for (let ox = 0; ox < ow; ox++) {
-                const ix = ox * stride[1] - padding[1] + kx * dilation[1];
-                if (ix < 0 || ix >= wd) continue;
-                plane[oy * ow + ox] += wv * xd[row + ix];
-              }
-            }
-          }
-        }
-      }
-      out.data.set(plane, (b * cout + co) * oh * ow);
+    for (let g = 0; g < groups; g++) {
+      const inBase = (b * cin + g * cpg) * h * wd;
+      if (!direct) im2col(xd, inBase, h, wd, cpg, kh, kw, oh, ow, stride, padding, dilation, cols);
+      const rowInit = bias ? (bias.data as Float32Array).subarray(g * opg, (g + 1) * opg) : undefined;
+      gemm(
+        { ...weights, offset: g * opg * taps },
+        { data: cols, offset: direct ? inBase : 0, rowStride: pixels, colStride: 1 },
+        opg,
+        taps,
+        pixels,
+        od,
+        (b * cout + g * opg) * pixels,
+        pixels,
+        rowInit,
+      );
     }
   }
   return out;
 });
+
+function im2col(
+  xd: Float32Array,
+  inBase: number,
+  h: number,
+  wd: number,
+  cpg: number,
+  kh: number,
+  kw: number,
+  oh: number,
+  ow: number,
+  stride: number[],
+  padding: number[],
+  dilation: number[],
+  cols: Float32Array,
+): void {
+  let r = 0;
+  for (let ci = 0; ci < cpg; ci++) {
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++, r++) {
+        const row = r * oh * ow;
+        for (let oy = 0; oy < oh; oy++) {
+          const iy = oy * stride[0] - padding[0] + ky * dilation[0];
+          const dst = row + oy * ow;
+          if (iy < 0 || iy >= h) {
+            cols.fill(0, dst, dst + ow);
+            continue;
+          }
+          const src = inBase + (ci * h + iy) * wd;
+          for (let ox = 0; ox < ow; ox++) {
+            const ix = ox * stride[1] - padding[1] + kx * dilation[1];
+            cols[dst + ox] = ix >= 0 && ix < wd ? xd[src + ix] : 0;
+          }
+        }
+      }
+    }
+  }
+}
 
 /** Source coordinate rules of torch.nn.functional.interpolate (scale = in/out, computed in f32). */
 export function nearestIndex(dst: number, inSize: number, outSize: number): number {
