@@ -47,6 +47,26 @@ module.exports = {
       to: { path: "^(compiler/(?!dsl/)|runtime|kernels|bench|bin)" },
     },
     {
+      name: "tile-language-is-self-contained",
+      severity: "error",
+      comment: "the kernel language (compiler/tile) builds on the graph IR only",
+      from: { path: "^compiler/tile/" },
+      to: { path: "^(compiler/(?!tile/|ir/)|runtime|kernels|model|bench|bin)" },
+    },
+    {
+      name: "codegen-below-kernels",
+      severity: "error",
+      comment: "codegen renders any kernel program; it never knows the built-in kernels, and never runtime",
+      from: { path: "^compiler/codegen/" },
+      to: { path: "^(kernels|runtime)/" },
+    },
+    {
+      name: "kernels-use-the-kernel-language",
+      severity: "error",
+      from: { path: "^kernels/" },
+      to: { path: "^compiler/(?!tile/|ir/)" },
+    },
+    {
       name: "trace-below-dsl",
       severity: "error",
       from: { path: "^compiler/trace/" },
