@@ -7,6 +7,7 @@ import { registerBuildCommand } from "../compiler/frontend/index.ts";
 import { isUserError } from "../compiler/ir/index.ts";
 import { registerDevicesCommand } from "../runtime/cuda/devices-command.ts";
 import { registerPlanCommand } from "../runtime/plan/index.ts";
+import { registerRunCommand } from "../runtime/run/index.ts";
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ Examples:
 
 registerBuildCommand(program);
 registerPlanCommand(program);
+registerRunCommand(program);
 registerDevicesCommand(program);
 
 try {

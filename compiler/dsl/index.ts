@@ -1,4 +1,5 @@
 // The model DSL: what a model file imports.
+export { UserError } from "../ir/index.ts";
 export * as F from "./functional.ts";
 export {
   type BuildOptions,
@@ -8,8 +9,11 @@ export {
   type ModelDefinition,
   type ModelInstance,
   spec,
+  type TensorData,
   type TensorSpec,
   traceModel,
+  type WeightFormat,
+  type WeightTarget,
 } from "./model.ts";
 export { init, isTraining, Module, Parameter } from "./module.ts";
 export * as nn from "./nn/index.ts";

@@ -57,6 +57,31 @@ export interface BuildOptions {
   readonly computeDType: "f32" | "bf16";
 }
 
+/** A tensor as plain host data: what `sampleInputs` returns. */
+export interface TensorData {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly data: Float32Array | Int32Array;
+}
+
+/** Where one tensor of a foreign checkpoint goes in this model. */
+export interface WeightTarget {
+  /** The parameter's dotted name. */
+  readonly name: string;
+  /** Rows [start, end) of the source's first axis (one fused tensor split into several parameters). */
+  readonly rows?: readonly [number, number];
+}
+
+/** A foreign checkpoint layout (e.g. torchvision's state_dict names) mapped onto the model's parameters. */
+export interface WeightFormat {
+  readonly description: string;
+  /**
+   * The parameters a source tensor becomes: [] for a buffer the model computes itself (ignored);
+   * undefined for a name the format does not know (reported as unexpected).
+   */
+  map(name: string, shape: readonly number[]): readonly WeightTarget[] | undefined;
+}
+
 export interface ModelDefinition<C = unknown> {
   readonly name: string;
   readonly description?: string;
@@ -64,6 +89,12 @@ export interface ModelDefinition<C = unknown> {
   readonly defaultConfig: string;
   readonly tasks?: readonly string[];
   readonly defaultTask?: string;
+  /** The default task of one config, when configs differ (falls back to defaultTask). */
+  defaultTaskFor?(config: C): string | undefined;
+  /** Foreign weight layouts of a config, by name (`ptc run --weights-format <name>`). */
+  weightFormats?(config: C): Readonly<Record<string, WeightFormat>>;
+  /** Inputs for a run without --inputs (e.g. a valid mask); inputs left out are drawn at random. */
+  sampleInputs?(config: C, options: BuildOptions, seed: number): Record<string, TensorData>;
   // biome-ignore lint/suspicious/noExplicitAny: each model has its own input specs
   create(config: C, options: BuildOptions): ModelInstance<any>;
 }
@@ -103,7 +134,7 @@ export function traceModel(def: ModelDefinition, opts: TraceModelOptions = {}): 
   if (config === undefined) {
     throw new UserError(`unknown config '${configName}' (available: ${Object.keys(def.configs).join(", ")})`, "--config");
   }
-  const task = opts.task ?? def.defaultTask;
+  const task = opts.task ?? def.defaultTaskFor?.(config) ?? def.defaultTask;
   if (opts.task !== undefined && !def.tasks?.includes(opts.task)) {
     throw new UserError(`unknown task '${opts.task}' (available: ${def.tasks?.join(", ") || "none"})`, "--task");
   }
