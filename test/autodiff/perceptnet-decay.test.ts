@@ -20,7 +20,9 @@ function expectedDecayed(root: Module): Set<string> {
       const cpb = inCpb || value instanceof ContinuousPositionBiasMLP;
       if ((value instanceof nn.Linear || value instanceof nn.Conv2d) && !cpb) out.add(`${path}.weight`);
       for (const [k, v] of Object.entries(value)) visit(v, path ? `${path}.${k}` : k, cpb);
-    } else if (Array.isArray(value)) value.forEach((v, i) => visit(v, path ? `${path}.${i}` : String(i), inCpb));
+    } else if (Array.isArray(value)) {
+      for (const [i, v] of value.entries()) visit(v, path ? `${path}.${i}` : String(i), inCpb);
+    }
   };
   visit(root, "", false);
   return out;
