@@ -344,13 +344,23 @@ def perceptnet():
         seg = ref.segment(image)
     write("perceptnet_seg", {**info, "task": "seg"}, {"seg": seg}, inputs={"image": image}, weights_file=shared["weights_file"])
 
+def to_json(v, indent=""):
+    """JSON as the repository's formatter (Biome) writes it: 2-space indent, number lists on one line."""
+    if isinstance(v, dict):
+        inner = indent + "  "
+        items = ",\n".join(f"{inner}{json.dumps(k)}: {to_json(x, inner)}" for k, x in v.items())
+        return "{\n" + items + "\n" + indent + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(json.dumps(x) for x in v) + "]"
+    return json.dumps(v)
+
+
 if __name__ == "__main__":
     blocks()
     merges()
     swin_models()
     perceptnet()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
+        f.write(to_json(manifest) + "\n")
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT) if n.endswith(".safetensors"))
     print(f"wrote {len(manifest)} cases, {total / 1e6:.2f} MB")
