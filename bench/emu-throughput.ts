@@ -113,3 +113,21 @@ console.log(
 console.log(
   `sharedLoop: ${mega(shStats.totalInstructions)} thread-instructions in ${shSeconds.toFixed(2)} s = ${mega(shRate)} instr/s (bar.sync and shfl every iteration)`,
 );
+
+// A bf16 GEMM 64x64x64: 16 CTAs of one warp, each a 16x16 tile looping over K (cp.async, ldmatrix, mma.sync).
+const { gemmTileKernelPtx } = await import("../test/emu/kernels/gemm.ts");
+const gemmMod = parsePtx(gemmTileKernelPtx);
+const size = 64;
+const pa = mem.alloc(size * size * 2);
+const pb = mem.alloc(size * size * 2);
+const pd = mem.alloc(size * size * 4);
+const gemmArgs = { grid: [size / 16, size / 16], block: 32, params: [pa, pb, pd, size, size, size, size] };
+launch(gemmMod, "gemmTile", gemmArgs, mem);
+const [gemmStats, gemmSeconds] = time(() => {
+  let s = launch(gemmMod, "gemmTile", gemmArgs, mem);
+  for (let i = 0; i < 9; i++) s = launch(gemmMod, "gemmTile", gemmArgs, mem);
+  return s;
+});
+console.log(
+  `gemmTile 64x64x64: ${(gemmSeconds * 100).toFixed(1)} ms per launch, ${mega((gemmStats.totalInstructions * 10) / gemmSeconds)} instr/s, ${((gemmStats.mmaOps * 10) / gemmSeconds / 1e3).toFixed(0)}k mma.sync/s`,
+);

@@ -47,8 +47,9 @@ export class GlobalMemory {
   private views = new ByteViews(new ArrayBuffer(1 << 16));
   private top = 0;
   private readonly allocations: Allocation[] = [];
-  private hitLo = 0;
-  private hitHi = 0;
+  /** The last few allocations hit, [lo, hi) pairs: kernels touch a handful of buffers in turn. */
+  private readonly recent = new Float64Array(8);
+  private nextRecent = 0;
 
   /** Allocate `bytes` (zero-filled) and return its device address; `align` must be a power of two. */
   alloc(bytes: number, align = 256): number {
@@ -68,7 +69,7 @@ export class GlobalMemory {
     const a = this.allocations.find((x) => x.addr === addr && !x.freed);
     if (!a) throw new RangeError(`free: ${hex(addr)} is not a live allocation`);
     a.freed = true;
-    this.hitLo = this.hitHi = 0;
+    this.recent.fill(0);
   }
 
   private ensure(bytes: number): void {
@@ -91,7 +92,17 @@ export class GlobalMemory {
    */
   offset(addr: number, size: number, align = size): number {
     const o = addr - GLOBAL_BASE;
-    if (addr >= this.hitLo && addr + size <= this.hitHi && (o & (align - 1)) === 0) return o;
+    if ((o & (align - 1)) === 0) {
+      const r = this.recent;
+      const end = addr + size;
+      if (
+        (addr >= r[0]! && end <= r[1]!) ||
+        (addr >= r[2]! && end <= r[3]!) ||
+        (addr >= r[4]! && end <= r[5]!) ||
+        (addr >= r[6]! && end <= r[7]!)
+      )
+        return o;
+    }
     return this.miss(addr, size, align);
   }
 
@@ -111,8 +122,9 @@ export class GlobalMemory {
     }
     const a = found >= 0 ? list[found] : undefined;
     if (a && !a.freed && addr + size <= a.addr + a.size) {
-      this.hitLo = a.addr;
-      this.hitHi = a.addr + a.size;
+      this.recent[this.nextRecent] = a.addr;
+      this.recent[this.nextRecent + 1] = a.addr + a.size;
+      this.nextRecent = (this.nextRecent + 2) & 7;
       return addr - GLOBAL_BASE;
     }
     throw new Fault(`out-of-bounds global access: ${size} bytes at ${hex(addr)}; ${this.describeNear(addr, a)}`);

@@ -99,9 +99,9 @@ function commitOrWait(ctx: DecodeContext, ins: Instruction, m: Mods): Decoded {
       if (what === "commit_group")
         return (b) => {
           const t = (b / R) | 0;
-          const pending = env.async.pending[t]!;
-          env.async.groups[t]!.push(pending.slice());
-          pending.length = 0;
+          // The pending list becomes the group; the thread starts a fresh one.
+          env.async.groups[t]!.push(env.async.pending[t]!);
+          env.async.pending[t] = [];
           return next;
         };
       const keep = what === "wait_all" ? -1 : n;

@@ -190,9 +190,12 @@ function clampInt(v: Num, t: string): Num {
   return r <= 9007199254740991n && r >= -9007199254740991n ? Number(r) : r;
 }
 
-/** Float -> integer: round, then saturate to the destination range (PTX cvt always saturates here); NaN -> 0. */
+/**
+ * Float -> integer: round, then saturate to the destination range (PTX cvt always saturates here). NaN gives 0,
+ * except for 64-bit destinations where the hardware gives 0x8000000000000000 (observed on an H200).
+ */
 function floatToInt(x: number, mode: RoundMode, t: string): Num {
-  if (Number.isNaN(x)) return 0;
+  if (Number.isNaN(x)) return t.endsWith("64") ? -(2n ** 63n) : 0;
   const r = roundToIntegral(x, mode);
   if (t === "u64") {
     if (r <= 0) return 0;
@@ -259,7 +262,7 @@ function cvt(ctx: DecodeContext, ins: Instruction, m: Mods): Decoded {
   // The value of an f16/bf16/f32/f64 result as its bits.
   const toFloatBits = (x: number): number => {
     if (ftz && at === "f32") x = flushSubnormal(x);
-    if (relu && x < 0) x = 0;
+    if (relu && x <= 0) x = 0; // -0 too (observed on hardware)
     if (sat) x = x > 0 ? Math.min(x, 1) : 0;
     if (satfinite && !Number.isNaN(x)) {
       const max = elemT === "bf16" ? 3.3895313892515355e38 : 65504;

@@ -148,6 +148,8 @@ function directed(op: string, mode: RoundMode): (x: number, y: number) => number
   return (x, y) => {
     const yy = sign * y;
     const s = x + yy;
+    // IEEE: an exact zero sum of opposite signs (or cancellation) is -0 when rounding down, +0 otherwise.
+    if (s === 0) return x === 0 && yy === 0 && Object.is(x, yy) ? x : mode === "rm" ? -0 : 0;
     return Number.isFinite(s) ? roundToF32(s, twoSumError(x, yy, s), mode) : s;
   };
 }
@@ -158,7 +160,10 @@ function minMax(max: boolean, nanPropagating: boolean): (x: number, y: number) =
   return (x, y) => (Number.isNaN(x) ? y : Number.isNaN(y) ? x : pick(x, y));
 }
 
-/** abs/neg change only the sign bit, so NaN payloads survive. */
+/**
+ * abs/neg change only the sign bit, except of a NaN: the hardware returns its canonical NaN then (0x7fffffff
+ * for f32, 0x7ff8000000000000 for f64; observed on an H200 running sm_80 PTX).
+ */
 function signOp(ctx: DecodeContext, ins: Instruction, fm: FloatMods, neg: boolean): Decoded {
   const [d, a] = ctx.operands(2);
   const sd = ctx.dst(d, fm.type);
@@ -176,8 +181,15 @@ function signOp(ctx: DecodeContext, ins: Instruction, fm: FloatMods, neg: boolea
           return next;
         };
       return (b) => {
-        if (hiWord) i32[b + sd] = i32[b + sa]!;
+        const lo = i32[b + sa]!;
         const hi = i32[b + sa + hiWord]!;
+        const exp = hiWord ? 0x7ff00000 : 0x7f800000;
+        if ((hi & exp) === exp && ((hi & (hiWord ? 0xfffff : 0x7fffff)) !== 0 || (hiWord && lo !== 0))) {
+          i32[b + sd] = hiWord ? 0 : 0x7fffffff;
+          if (hiWord) i32[b + sd + 1] = 0x7ff80000;
+          return next;
+        }
+        if (hiWord) i32[b + sd] = lo;
         i32[b + sd + hiWord] = neg ? hi ^ 0x80000000 : hi & 0x7fffffff;
         return next;
       };

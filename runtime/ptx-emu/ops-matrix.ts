@@ -14,6 +14,19 @@ import { SHARED_WINDOW, SHARED_WINDOW_SIZE } from "./memory.ts";
 import { bf16ToF32, f16ToF32 } from "./numeric.ts";
 import type { DecodeContext, Mods } from "./operands.ts";
 
+const halfTables = new Map<string, Float32Array>();
+
+/** Every bf16 or f16 bit pattern decoded to f32, so the mma gather is one table lookup per element. */
+function halfTable(type: string): Float32Array {
+  let t = halfTables.get(type);
+  if (!t) {
+    const decode = type === "bf16" ? bf16ToF32 : f16ToF32;
+    t = Float32Array.from({ length: 65536 }, (_, h) => decode(h));
+    halfTables.set(type, t);
+  }
+  return t;
+}
+
 function mma(ctx: DecodeContext, ins: Instruction, m: Mods): Decoded {
   m.require("sync");
   m.require("aligned");
@@ -24,7 +37,6 @@ function mma(ctx: DecodeContext, ins: Instruction, m: Mods): Decoded {
   const t = types.join(".");
   if (t !== "f32.bf16.bf16.f32" && t !== "f32.f16.f16.f32")
     ctx.fail(`mma.sync.m16n8k16 .${t} is not implemented (only .f32.bf16.bf16.f32 and .f32.f16.f16.f32)`);
-  const decodeHalf = types[1] === "bf16" ? bf16ToF32 : f16ToF32;
   const [d, a, b, c] = ctx.operands(4);
   const ds = ctx.vector(d, 4, "f32", "dst");
   const as = ctx.vector(a, 4, "b32", "src");
@@ -38,36 +50,49 @@ function mma(ctx: DecodeContext, ins: Instruction, m: Mods): Decoded {
       name: "mma.sync",
       aligned: true,
       build({ u32, f32, counters }) {
+        const half = halfTable(types[1]!);
         const A = new Float64Array(16 * 16);
         const B = new Float64Array(16 * 8);
         const C = new Float64Array(16 * 8);
+        const [a0, a1, a2, a3] = as as [number, number, number, number];
+        const [b0, b1] = bs as [number, number];
         return (bases) => {
           // Gather the logical matrices from the fragments of all 32 lanes.
           for (let lane = 0; lane < 32; lane++) {
             const base = bases[lane]!;
-            for (let r = 0; r < 4; r++) {
-              const word = u32[base + as[r]!]!;
-              A[MMA_A_INDEX[lane * 8 + 2 * r]!] = decodeHalf(word & 0xffff);
-              A[MMA_A_INDEX[lane * 8 + 2 * r + 1]!] = decodeHalf(word >>> 16);
-            }
-            for (let r = 0; r < 2; r++) {
-              const word = u32[base + bs[r]!]!;
-              B[MMA_B_INDEX[lane * 4 + 2 * r]!] = decodeHalf(word & 0xffff);
-              B[MMA_B_INDEX[lane * 4 + 2 * r + 1]!] = decodeHalf(word >>> 16);
-            }
-            for (let i = 0; i < 4; i++) C[MMA_C_INDEX[lane * 4 + i]!] = f32[base + cs[i]!]!;
+            const ai = lane * 8;
+            let w = u32[base + a0]!;
+            A[MMA_A_INDEX[ai]!] = half[w & 0xffff]!;
+            A[MMA_A_INDEX[ai + 1]!] = half[w >>> 16]!;
+            w = u32[base + a1]!;
+            A[MMA_A_INDEX[ai + 2]!] = half[w & 0xffff]!;
+            A[MMA_A_INDEX[ai + 3]!] = half[w >>> 16]!;
+            w = u32[base + a2]!;
+            A[MMA_A_INDEX[ai + 4]!] = half[w & 0xffff]!;
+            A[MMA_A_INDEX[ai + 5]!] = half[w >>> 16]!;
+            w = u32[base + a3]!;
+            A[MMA_A_INDEX[ai + 6]!] = half[w & 0xffff]!;
+            A[MMA_A_INDEX[ai + 7]!] = half[w >>> 16]!;
+            const bi = lane * 4;
+            w = u32[base + b0]!;
+            B[MMA_B_INDEX[bi]!] = half[w & 0xffff]!;
+            B[MMA_B_INDEX[bi + 1]!] = half[w >>> 16]!;
+            w = u32[base + b1]!;
+            B[MMA_B_INDEX[bi + 2]!] = half[w & 0xffff]!;
+            B[MMA_B_INDEX[bi + 3]!] = half[w >>> 16]!;
+            for (let i = 0; i < 4; i++) C[MMA_C_INDEX[bi + i]!] = f32[base + cs[i]!]!;
           }
-          // Scatter D = A * B + C back (reads of all C happen before any D is written: D may alias C).
+          // D = A * B + C, then scatter (all of C is read before any D is written: D may alias C).
+          for (let row = 0; row < 16; row++) {
+            for (let col = 0; col < 8; col++) {
+              let acc = C[row * 8 + col]!;
+              for (let k = 0; k < 16; k++) acc += A[row * 16 + k]! * B[k * 8 + col]!;
+              C[row * 8 + col] = acc;
+            }
+          }
           for (let lane = 0; lane < 32; lane++) {
             const base = bases[lane]!;
-            for (let i = 0; i < 4; i++) {
-              const idx = MMA_C_INDEX[lane * 4 + i]!;
-              const row = idx >> 3;
-              const col = idx & 7;
-              let acc = C[idx]!;
-              for (let k = 0; k < 16; k++) acc += A[row * 16 + k]! * B[k * 8 + col]!;
-              f32[base + ds[i]!] = acc;
-            }
+            for (let i = 0; i < 4; i++) f32[base + ds[i]!] = C[MMA_C_INDEX[lane * 4 + i]!]!;
           }
           counters[COUNTER.mmaOps]! += 1;
         };

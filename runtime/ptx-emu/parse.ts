@@ -271,6 +271,7 @@ class Parser {
         depth--;
         continue;
       }
+      if (t.text === ".extern") this.fail("`.extern .shared` must be declared at module scope", t.line);
       switch (t.text) {
         case ".reg":
           this.parseRegDecl(k.registers, t.line);
@@ -278,8 +279,6 @@ class Parser {
         case ".shared":
           k.shared.push(this.parseSharedDecl(false, t.line));
           continue;
-        case ".extern":
-          this.fail("`.extern .shared` must be declared at module scope", t.line);
         case ".loc": {
           const file = this.expectNumber();
           const lineNo = this.expectNumber();

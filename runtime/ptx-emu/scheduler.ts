@@ -30,6 +30,8 @@ export class CtaScheduler {
   private readonly state: Uint8Array;
   private readonly bases = new Int32Array(32);
   private readonly warpExecs = new Map<number, WarpExec>();
+  private readonly barrierArrived = new Int32Array(16);
+  private readonly barrierFirst = new Int32Array(16);
   private ctaid: Dim3 = [0, 0, 0];
   /** Thread-instructions left before the run is stopped as a runaway. */
   budget: number;
@@ -215,19 +217,22 @@ export class CtaScheduler {
   /** Release every barrier that all its threads have reached. */
   private resolveBarriers(): boolean {
     const { u32, regsPerThread: R } = this.env;
-    const arrived = new Map<number, number[]>();
+    const arrived = this.barrierArrived;
+    const first = this.barrierFirst;
+    arrived.fill(0);
+    let any = false;
     for (let t = 0; t < this.threads; t++) {
       if (this.state[t] !== WAIT_BARRIER) continue;
-      const spec = this.decoded[this.pc[t]!]!.barrier!;
-      const id = u32[t * R + spec.idSlot]!;
+      const id = u32[t * R + this.decoded[this.pc[t]!]!.barrier!.idSlot]!;
       if (id > 15) throw this.fault(`barrier id ${id} is out of range (0..15)`, this.pc[t], t);
-      let list = arrived.get(id);
-      if (!list) arrived.set(id, (list = []));
-      list.push(t);
+      if (arrived[id]++ === 0) first[id] = t;
+      any = true;
     }
+    if (!any) return false;
     let progress = false;
-    for (const [id, list] of arrived) {
-      const t0 = list[0]!;
+    for (let id = 0; id < 16; id++) {
+      if (arrived[id] === 0) continue;
+      const t0 = first[id]!;
       const spec = this.decoded[this.pc[t0]!]!.barrier!;
       const expected = spec.countSlot === undefined ? this.threads : u32[t0 * R + spec.countSlot]!;
       if (spec.countSlot !== undefined && (expected % 32 !== 0 || expected === 0 || expected > this.threads)) {
@@ -237,10 +242,11 @@ export class CtaScheduler {
           t0,
         );
       }
-      if (list.length < expected) continue;
-      if (list.length > expected)
-        throw this.fault(`bar.sync ${id}: ${list.length} threads arrived but the barrier expects ${expected}`, this.pc[t0], t0);
-      for (const t of list) {
+      if (arrived[id]! < expected) continue;
+      if (arrived[id]! > expected)
+        throw this.fault(`bar.sync ${id}: ${arrived[id]} threads arrived but the barrier expects ${expected}`, this.pc[t0], t0);
+      for (let t = t0; t < this.threads; t++) {
+        if (this.state[t] !== WAIT_BARRIER || u32[t * R + this.decoded[this.pc[t]!]!.barrier!.idSlot] !== id) continue;
         this.pc[t] = this.pc[t]! + 1;
         this.state[t] = RUNNING;
       }

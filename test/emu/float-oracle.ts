@@ -74,13 +74,13 @@ export function roundExact(m: bigint, e: number, mode: Mode, fmt: Format = F32):
 function sumTerms(terms: [bigint, number][], mode: Mode, fmt: Format): number {
   const e = Math.min(...terms.map((t) => t[1]));
   const m = terms.reduce((acc, [tm, te]) => acc + (tm << BigInt(te - e)), 0n);
-  if (m === 0n) return mode === "rm" ? -0 : 0;
+  if (m === 0n) return mode === "rm" ? -0 : 0; // an exact zero sum of nonzero terms
   return roundExact(m, e, mode, fmt);
 }
 
 export function addRef(a: number, b: number, mode: Mode): number {
   if (!Number.isFinite(a) || !Number.isFinite(b)) return Math.fround(a + b);
-  if (a === 0 && b === 0) return Math.fround(a + b);
+  if (a === 0 && b === 0) return Object.is(a, b) ? a : mode === "rm" ? -0 : 0;
   return sumTerms([decompose(a), decompose(b)], mode, F32);
 }
 

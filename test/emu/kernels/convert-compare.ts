@@ -46,7 +46,7 @@ export const CONVERT_CASES: RefCase[] = [
   {
     kind: "b32",
     ptx: "cvt.rn.relu.bf16.f32 %h1, %fa; cvt.u32.u16 {d}, %h1;",
-    ref: (a) => (Number.isNaN(F(a)) ? 0x7fff : F(a) < 0 ? 0 : bf16Bits(F(a), "rn")),
+    ref: (a) => (Number.isNaN(F(a)) ? 0x7fff : F(a) <= 0 ? 0 : bf16Bits(F(a), "rn")), // -0 -> +0
   },
   {
     kind: "b32",
@@ -89,10 +89,21 @@ export const CONVERT_CASES: RefCase[] = [
     kind: "b64",
     ptx: "cvt.rzi.s64.f32 {d}, %fa;",
     ref: (a) => {
+      if (Number.isNaN(F(a))) return -(2n ** 63n); // NaN -> 0x8000000000000000 for 64-bit results (hardware)
       const r = toInt(F(a), "rz", -Infinity, Infinity);
       return r >= 2 ** 63 ? 2n ** 63n - 1n : r < -(2 ** 63) ? -(2n ** 63n) : BigInt(r);
     },
   },
+  {
+    kind: "b64",
+    ptx: "cvt.rni.u64.f32 {d}, %fa;",
+    ref: (a) => {
+      if (Number.isNaN(F(a))) return -(2n ** 63n);
+      const r = toInt(F(a), "rn", 0, Infinity);
+      return r >= 2 ** 64 ? 2n ** 64n - 1n : BigInt(r);
+    },
+  },
+  { kind: "b32", ptx: "cvt.rni.u32.f32 {d}, %fa;", ref: (a) => toInt(F(a), "rn", 0, 2 ** 32 - 1) },
   { kind: "f32", ptx: "cvt.rn.f32.s32 {d}, %ia;", ref: (a) => bitsOf(Math.fround(s(a))) },
   { kind: "f32", ptx: "cvt.rz.f32.s32 {d}, %ia;", ref: (a) => bitsOf(intToF32(s(a), "rz")) },
   { kind: "f32", ptx: "cvt.rm.f32.u32 {d}, %ia;", ref: (a) => bitsOf(intToF32(u(a), "rm")) },

@@ -51,9 +51,9 @@ export const FLOAT_CASES: RefCase[] = [
   { kind: "f32", ptx: "max.f32 {d}, {a}, {b};", ref: f(nanAware(Math.max)) },
   { kind: "f32", ptx: "min.NaN.f32 {d}, {a}, {b};", ref: f((a, b) => Math.min(a, b)) },
   { kind: "f32", ptx: "max.NaN.f32 {d}, {a}, {b};", ref: f((a, b) => Math.max(a, b)) },
-  // abs/neg/copysign act on the sign bit only (NaN payloads survive): checked on the bits.
-  { kind: "b32", ptx: "abs.f32 {d}, {a};", ref: (a) => a & 0x7fffffff },
-  { kind: "b32", ptx: "neg.f32 {d}, {a};", ref: (a) => a ^ 0x80000000 },
+  // abs/neg act on the sign bit only, but give the canonical NaN 0x7fffffff for a NaN (as the hardware does).
+  { kind: "b32", ptx: "abs.f32 {d}, {a};", ref: (a) => (Number.isNaN(F(a)) ? 0x7fffffff : a & 0x7fffffff) },
+  { kind: "b32", ptx: "neg.f32 {d}, {a};", ref: (a) => (Number.isNaN(F(a)) ? 0x7fffffff : a ^ 0x80000000) },
   { kind: "b32", ptx: "copysign.f32 {d}, {a}, {b};", ref: (a, b) => (b & 0x7fffffff) | (a & 0x80000000) },
   { kind: "f32", ptx: "abs.ftz.f32 {d}, {a};", ref: f((a) => Math.abs(ftz(a))) },
   { kind: "f32", ptx: "sqrt.rn.f32 {d}, {a};", ref: f(Math.sqrt) },
@@ -82,7 +82,16 @@ export const FLOAT_CASES: RefCase[] = [
     ref: (a, b) => f64Bits(F(a) / F(b)),
   },
   { kind: "b64", ptx: "cvt.f64.f32 %x1, %fa; sqrt.rn.f64 {d}, %x1;", ref: (a) => f64Bits(Math.sqrt(F(a))) },
-  { kind: "b64", ptx: "cvt.f64.f32 %x1, %fa; neg.f64 {d}, %x1;", ref: (a) => f64Bits(-F(a)) },
+  {
+    kind: "b64",
+    ptx: "cvt.f64.f32 %x1, %fa; neg.f64 {d}, %x1;",
+    ref: (a) => (Number.isNaN(F(a)) ? 0x7ff8000000000000n : f64Bits(-F(a))),
+  },
+  {
+    kind: "b64",
+    ptx: "cvt.f64.f32 %x1, %fa; abs.f64 {d}, %x1;",
+    ref: (a) => (Number.isNaN(F(a)) ? 0x7ff8000000000000n : f64Bits(Math.abs(F(a)))),
+  },
   {
     kind: "f32",
     ptx: "cvt.f64.f32 %x1, %fa; cvt.f64.f32 %x2, %fb; div.rn.f64 %x3, %x1, %x2; cvt.rn.f32.f64 {d}, %x3;",
