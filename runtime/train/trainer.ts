@@ -1,0 +1,366 @@
+// The training loop: trace the model's training forward, build the step graphs, stream batches,
+// step, log, checkpoint. Everything that decides the numbers (weights, moments, step counters,
+// the data position, the seed) is in the checkpoint, and every random draw is a function of the
+// seed and the step or stream position, so a resumed run repeats the uninterrupted one exactly.
+
+import { type ModelDefinition, type TracedModel, traceModel } from "../../compiler/dsl/model.ts";
+import { formatShape, UserError } from "../../compiler/ir/index.ts";
+import { hashString, initParams, mix32 } from "../cpu/index.ts";
+import type { HostTensor } from "../cpu/tensor.ts";
+import { DataLoader, type SkippedSample } from "../data/loader.ts";
+import { openDataSource } from "../data/open.ts";
+import type { DataSource } from "../data/source.ts";
+import { type Backend, cpuBackend, type TensorMap } from "./backend.ts";
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  type Checkpoint,
+  type CheckpointState,
+  removeStaleTemps,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import { applyInitWeights, type InitReport, summariseNames } from "./init-weights.ts";
+import { batchInputs, checkInputs, dataTaskOf, extraInputSeed } from "./inputs.ts";
+import { JsonlLog, type ProgressSink, silentProgress } from "./progress.ts";
+import { learningRate, type Schedule } from "./schedule.ts";
+import { type OptimizerState, StepRunner } from "./step.ts";
+
+/** Every setting of a run; stored in each checkpoint and continued by --resume. */
+export interface RunConfig {
+  readonly model: string;
+  readonly config: string;
+  readonly task: string | null;
+  readonly data: string;
+  readonly steps: number;
+  readonly microBatch: number;
+  readonly accum: number;
+  readonly lr: number;
+  readonly minLr: number;
+  readonly warmup: number;
+  readonly weightDecay: number;
+  readonly clip: number | null;
+  readonly precision: "f32" | "bf16";
+  readonly seed: number;
+  readonly imageSize: readonly [number, number] | null;
+  readonly ckptDir: string;
+  /** Save every N steps (0: only at the end and on interruption). */
+  readonly ckptEvery: number;
+  readonly keep: number;
+  readonly log: string | null;
+  /** Stop after this many non-finite steps in a row. */
+  readonly maxSkips: number;
+  /** Data worker threads (0: decode inline). */
+  readonly workers: number;
+  readonly init: string | null;
+}
+
+export interface TrainHooks {
+  /** After step `step` (1-based) is logged and any checkpoint written. */
+  afterStep?(step: number): void;
+  /** Inside a checkpoint write, after its files exist and before it is committed. */
+  beforeCheckpointCommit?(step: number): void;
+}
+
+export interface TrainContext {
+  readonly definition: ModelDefinition;
+  readonly run: RunConfig;
+  /** A loaded checkpoint to continue from. */
+  readonly resume?: Checkpoint;
+  readonly backend?: Backend;
+  readonly progress?: ProgressSink;
+  readonly hooks?: TrainHooks;
+  /** Set by a signal handler: the loop checkpoints after the current step and returns. */
+  readonly interrupt?: { requested: boolean };
+  /** Replaces the --data source (tests). */
+  readonly source?: DataSource;
+}
+
+export interface StepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly lr: number;
+  readonly gradNorm: number;
+  readonly clipScale: number;
+  readonly applied: boolean;
+  readonly optimizerStep: number;
+  readonly imagesPerSec: number;
+  readonly stepSeconds: number;
+  readonly dataWaitMs: number;
+  readonly skippedSteps: number;
+  readonly consecutiveSkips: number;
+  readonly skippedSamples: number;
+}
+
+export interface TrainResult {
+  readonly records: readonly StepRecord[];
+  /** Steps completed in all (including those before a resume). */
+  readonly step: number;
+  readonly optimizerStep: number;
+  readonly params: ReadonlyMap<string, HostTensor>;
+  readonly state: OptimizerState;
+  readonly interrupted: boolean;
+  readonly checkpoint: string | undefined;
+  readonly skippedSteps: number;
+  readonly skippedSamples: readonly SkippedSample[];
+  /** Unreadable samples skipped before the resumed checkpoint (counted, not listed). */
+  readonly skippedSamplesBefore: number;
+  readonly imagesPerSec: number;
+  readonly dataWaitMs: number;
+  readonly init: InitReport | undefined;
+  readonly traced: TracedModel;
+  readonly source: string;
+}
+
+/** A run stopped because too many steps in a row were non-finite. */
+export class TrainingDiverged extends UserError {
+  constructor(message: string) {
+    super(message, "--max-skips");
+    this.name = "TrainingDiverged";
+  }
+}
+
+function imagesPerStepOf(run: RunConfig, backend: Backend): number {
+  return run.microBatch * run.accum * backend.worldSize;
+}
+
+export function dropoutSeed(seed: number, step: number, micro: number, accum: number): number {
+  return mix32((seed ^ hashString("dropout") ^ Math.imul(step * accum + micro + 1, 0x85ebca6b)) >>> 0);
+}
+
+/** Classes the synthetic labels should use: the model's output channels. */
+function outputClasses(traced: TracedModel): number {
+  for (const name of ["seg", "logits"]) {
+    const id = traced.graph.outputs.get(name);
+    if (id !== undefined) return traced.graph.node(id).shape[1];
+  }
+  return 10;
+}
+
+function checkResumeTensors(resume: Checkpoint, runner: StepRunner): void {
+  const problems: string[] = [];
+  for (const p of runner.params) {
+    const t = resume.params.get(p.name);
+    if (!t) problems.push(`${p.name} missing`);
+    else if (t.shape.join() !== p.shape.join())
+      problems.push(`${p.name} is ${formatShape(t.shape)}, the model has ${formatShape(p.shape)}`);
+    else if (!resume.m.has(p.name) || !resume.v.has(p.name)) problems.push(`${p.name} has no optimizer state`);
+  }
+  if (problems.length > 0)
+    throw new UserError(`the checkpoint does not fit this model: ${problems.slice(0, 5).join("; ")}`, resume.dir);
+}
+
+export async function train(ctx: TrainContext): Promise<TrainResult> {
+  const { run, definition: def } = ctx;
+  const backend = ctx.backend ?? cpuBackend;
+  const progress = ctx.progress ?? silentProgress;
+  const traced = traceModel(def, {
+    config: run.config,
+    task: run.task ?? undefined,
+    batch: run.microBatch,
+    training: true,
+    imageSize: run.imageSize ?? undefined,
+    computeDType: run.precision,
+  });
+  checkInputs(traced.graph, def);
+  const task = dataTaskOf(traced.graph, traced.task);
+  const imageNode = traced.graph.inputs().find((n) => n.attrs.name === "image");
+  if (!imageNode) throw new UserError("the model has no 'image' input to feed from --data", "--data");
+  const imageSize: [number, number] = [imageNode.shape[2], imageNode.shape[3]];
+  const runner = new StepRunner(backend, traced.graph, run.accum, { weightDecay: run.weightDecay, clip: run.clip ?? undefined });
+
+  // Weights and optimizer state: a checkpoint's, or fresh (optionally with --init weights).
+  let state: OptimizerState;
+  let init: InitReport | undefined;
+  const resume = ctx.resume;
+  if (resume) {
+    checkResumeTensors(resume, runner);
+    state = {
+      params: new Map(runner.params.map((p) => [p.name, resume.params.get(p.name) as HostTensor])),
+      m: new Map(runner.params.map((p) => [p.name, resume.m.get(p.name) as HostTensor])),
+      v: new Map(runner.params.map((p) => [p.name, resume.v.get(p.name) as HostTensor])),
+      optimizerStep: resume.state.optimizerStep,
+    };
+  } else {
+    const fresh = initParams(runner.gradGraph, run.seed);
+    if (run.init) {
+      init = applyInitWeights(run.init, runner.params, fresh);
+      progress.message(
+        `init: loaded ${init.loaded.length} parameters from ${init.file} (${summariseNames(init.loaded)}); ` +
+          `fresh ${init.fresh.length}${init.fresh.length ? ` (${summariseNames(init.fresh)}: ${init.fresh.slice(0, 6).join(", ")}${init.fresh.length > 6 ? ", ..." : ""})` : ""}; ` +
+          `unused ${init.unused.length}${init.unused.length ? ` (${summariseNames(init.unused)})` : ""}`,
+      );
+    }
+    state = runner.initialState(fresh);
+  }
+
+  const source =
+    ctx.source ??
+    openDataSource(run.data, { imageSize, seed: run.seed, numClasses: task === "pretrain" ? 10 : outputClasses(traced) });
+  let step = resume?.state.step ?? 0;
+  if (resume && (resume.state.data.length !== source.length || resume.state.data.source !== source.describe())) {
+    progress.message(
+      `warning: the data differs from the checkpoint's (${resume.state.data.source}); the resumed run will not repeat the original exactly`,
+    );
+  }
+  const loader = new DataLoader(source, {
+    task,
+    batch: run.microBatch,
+    imageSize,
+    seed: run.seed,
+    workers: run.workers,
+    position: resume?.state.data.position ?? 0,
+  });
+  loader.warmUp();
+  const log = run.log ? new JsonlLog(run.log) : undefined;
+  if (log) {
+    if (resume) log.truncateAfter(step);
+    else log.clear();
+  }
+  removeStaleTemps(run.ckptDir);
+  const params = runner.params.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  progress.message(
+    `train ${traced.name} ${traced.configName}${traced.task ? ` (${traced.task})` : ""}: ${(params / 1e6).toFixed(2)}M params, ` +
+      `${run.precision} on ${backend.name}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
+      `global batch ${imagesPerStepOf(run, backend)} = ${backend.worldSize} x ${run.microBatch} x ${run.accum}; ` +
+      `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
+      `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
+      (resume ? `; resuming at step ${resume.state.step} from ${resume.dir}` : ""),
+  );
+
+  const schedule: Schedule = { baseLr: run.lr, minLr: run.minLr, warmupSteps: run.warmup, totalSteps: run.steps };
+  let skippedSteps = resume?.state.skipped.nonFinite ?? 0;
+  let consecutive = resume?.state.skipped.consecutiveNonFinite ?? 0;
+  const skippedBefore = resume?.state.skipped.samples ?? 0;
+  let lastLoss: number | null = resume?.state.lastLoss ?? null;
+  let lastSaved: string | undefined;
+  let lastSavedStep = -1;
+  const records: StepRecord[] = [];
+  const imagesPerStep = imagesPerStepOf(run, backend);
+  let timedSeconds = 0;
+  let timedSteps = 0;
+  let ema: number | undefined;
+
+  const save = (): string => {
+    const ckptState: CheckpointState = {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      step,
+      optimizerStep: state.optimizerStep,
+      rng: { seed: run.seed },
+      data: { position: loader.position, source: source.describe(), length: source.length },
+      skipped: { nonFinite: skippedSteps, consecutiveNonFinite: consecutive, samples: skippedBefore + loader.skipped.length },
+      run: { ...run },
+      params: runner.params.map((p) => p.name),
+      lastLoss,
+      savedAt: new Date().toISOString(),
+    };
+    const hook = ctx.hooks?.beforeCheckpointCommit;
+    const dir = saveCheckpoint(run.ckptDir, ckptState, state, {
+      keep: run.keep,
+      beforeCommit: hook ? () => hook(step) : undefined,
+    });
+    lastSaved = dir;
+    lastSavedStep = step;
+    return dir;
+  };
+
+  let interrupted = false;
+  try {
+    while (step < run.steps) {
+      const t0 = performance.now();
+      const wait0 = loader.waitMs;
+      const lr = learningRate(schedule, step);
+      const inputs: TensorMap[] = [];
+      const seeds: number[] = [];
+      for (let k = 0; k < run.accum; k++) {
+        const start = loader.position;
+        const batch = await loader.next();
+        inputs.push(batchInputs(traced, def, batch, extraInputSeed(run.seed, start)));
+        seeds.push(dropoutSeed(run.seed, step, k, run.accum));
+      }
+      const r = await runner.run(state, inputs, seeds, lr);
+      step++;
+      if (r.applied) consecutive = 0;
+      else {
+        skippedSteps++;
+        consecutive++;
+      }
+      if (Number.isFinite(r.loss)) lastLoss = r.loss;
+      const seconds = (performance.now() - t0) / 1000;
+      if (records.length > 0 || run.steps - step === 0) {
+        timedSeconds += seconds;
+        timedSteps++;
+      }
+      ema = ema === undefined ? seconds : 0.8 * ema + 0.2 * seconds;
+      const rec: StepRecord = {
+        step,
+        loss: r.loss,
+        lr,
+        gradNorm: r.gradNorm,
+        clipScale: r.clipScale,
+        applied: r.applied,
+        optimizerStep: state.optimizerStep,
+        imagesPerSec: imagesPerStep / seconds,
+        stepSeconds: seconds,
+        dataWaitMs: loader.waitMs - wait0,
+        skippedSteps,
+        consecutiveSkips: consecutive,
+        skippedSamples: skippedBefore + loader.skipped.length,
+      };
+      records.push(rec);
+      // JSON has no NaN/Infinity: non-finite numbers are written as strings.
+      log?.write(
+        Object.fromEntries(
+          Object.entries(rec).map(([k, v]) => [k, typeof v === "number" && !Number.isFinite(v) ? String(v) : v]),
+        ),
+      );
+      progress.update({
+        step,
+        total: run.steps,
+        loss: r.loss,
+        lr,
+        imagesPerSec: rec.imagesPerSec,
+        etaSeconds: (run.steps - step) * (ema ?? seconds),
+        skipped: skippedSteps,
+      });
+      if (!r.applied) {
+        progress.message(
+          `step ${step}: non-finite ${Number.isFinite(r.loss) ? `gradient (norm ${r.gradNorm})` : `loss (${r.loss})`}; update skipped (${consecutive} in a row)`,
+        );
+        if (consecutive > run.maxSkips) {
+          throw new TrainingDiverged(
+            `stopped at step ${step}: ${consecutive} steps in a row had a non-finite loss or gradient (limit ${run.maxSkips}); ` +
+              `lower --lr, set --clip, or use --precision f32; the last checkpoint ${lastSaved ?? "(none)"} holds the last good state`,
+          );
+        }
+      }
+      if ((run.ckptEvery > 0 && step % run.ckptEvery === 0) || step === run.steps) save();
+      ctx.hooks?.afterStep?.(step);
+      if (ctx.interrupt?.requested && step < run.steps) {
+        interrupted = true;
+        if (lastSavedStep !== step) save();
+        break;
+      }
+    }
+  } finally {
+    progress.done();
+    await loader.close();
+  }
+  return {
+    records,
+    step,
+    optimizerStep: state.optimizerStep,
+    params: state.params,
+    state,
+    interrupted,
+    checkpoint: lastSaved,
+    skippedSteps,
+    skippedSamples: loader.skipped,
+    skippedSamplesBefore: skippedBefore,
+    imagesPerSec: timedSteps > 0 ? (imagesPerStep * timedSteps) / timedSeconds : 0,
+    dataWaitMs: loader.waitMs,
+    init,
+    traced,
+    source: source.describe(),
+  };
+}
