@@ -8,6 +8,7 @@ import { isUserError } from "../compiler/ir/index.ts";
 import { registerDevicesCommand } from "../runtime/cuda/devices-command.ts";
 import { registerPlanCommand } from "../runtime/plan/index.ts";
 import { registerRunCommand } from "../runtime/run/index.ts";
+import { registerTrainCommand } from "../runtime/train/train-command.ts";
 
 const program = new Command();
 program
@@ -27,6 +28,7 @@ Examples:
 registerBuildCommand(program);
 registerPlanCommand(program);
 registerRunCommand(program);
+registerTrainCommand(program);
 registerDevicesCommand(program);
 
 try {
