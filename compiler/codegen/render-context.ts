@@ -10,6 +10,8 @@ export interface RenderContext {
   readonly program: KernelProgram;
   readonly w: PtxWriter;
   readonly x: ExprRenderer;
+  /** The value of a variable assigned exactly once (a `k.let`), for alignment facts. */
+  readonly letValue: (id: number) => Expr | undefined;
 }
 
 /** Renderer-internal special registers, computed once at entry. */
@@ -53,24 +55,29 @@ export function isZero(e: Expr): boolean {
   return e.op === "const" && e.value === 0;
 }
 
-/** The largest power of two that provably divides e (1 when nothing is known). */
-export function knownMultiple(e: Expr): number {
-  const v = e.value;
+/** The largest power of two that provably divides e (1 when nothing is known); looks through lets. */
+export function knownMultiple(e: Expr, letValue?: (id: number) => Expr | undefined): number {
+  const km = (x: Expr) => knownMultiple(x, letValue);
+  const cap = 1 << 30;
   switch (e.op) {
     case "const": {
-      const n = Math.abs(v as number);
-      if (n === 0) return 1 << 30;
+      const n = Math.abs(e.value as number);
+      if (n === 0) return cap;
       return n & -n;
     }
+    case "var": {
+      const v = letValue?.(e.value as number);
+      return v ? km(v) : 1;
+    }
     case "mul":
-      return Math.min(knownMultiple(e.args[0]) * knownMultiple(e.args[1]), 1 << 30);
+      return Math.min(km(e.args[0]) * km(e.args[1]), cap);
     case "shl":
-      return e.args[1].op === "const" ? Math.min(knownMultiple(e.args[0]) * 2 ** (e.args[1].value as number), 1 << 30) : 1;
+      return e.args[1].op === "const" ? Math.min(km(e.args[0]) * 2 ** (e.args[1].value as number), cap) : 1;
     case "add":
     case "sub":
-      return Math.min(knownMultiple(e.args[0]), knownMultiple(e.args[1]));
+      return Math.min(km(e.args[0]), km(e.args[1]));
     case "cast":
-      return knownMultiple(e.args[0]);
+      return km(e.args[0]);
     default:
       return 1;
   }

@@ -5,7 +5,8 @@
 //   log      exponent + 2 atanh((m-1)/(m+1)), m in [sqrt(1/2), sqrt(2)) (series, |s| < 0.172)
 //   tanh     odd Taylor series below 0.25, 1 - 2/(exp(2|x|) + 1) above
 //   erf      Maclaurin series below 0.5, 1 - erfc above; erfc(z) = t exp(-z^2 + P(t)), t = 1/(1+z/2),
-//            the Chebyshev fit of Numerical Recipes (fractional error < 1.2e-7 for all z >= 0)
+//            the Chebyshev fit of Numerical Recipes (fractional error < 1.2e-7 for all z >= 0), with
+//            z^2 carried exactly (hi + lo)
 //   gelu     x/2 erfc(-x/sqrt 2) on the negative side (no 1 + erf cancellation)
 //   geluTanh x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3), the same function as x/2 (1 + tanh u)
 //   sigmoid  1 / (1 + exp(-x))
@@ -61,14 +62,24 @@ export function tanhOf(x: Expr<"f32">): Expr<"f32"> {
   return select(a.lt(0.25), series, select(x.lt(0), big.neg(), big));
 }
 
-/** erfc(z) for z >= 0 with small relative error (see the header). */
-function erfcPos(z: Expr<"f32">): Expr<"f32"> {
+/**
+ * erfc(z) for z >= 0 with small relative error (see the header). z^2 is passed as an unevaluated sum
+ * hi + lo (exact), because erfc's relative sensitivity to z is 2 z^2: rounding z or z^2 alone would
+ * cost ~1e-6 relative at z^2 ~ 10.
+ */
+function erfcPos(z: Expr<"f32">, z2hi: Expr<"f32">, z2lo: Expr<"f32">): Expr<"f32"> {
   const t = rcp(fma(z, 0.5, 1));
   const p = horner(
     t,
     [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277],
   );
-  return t.mul(expOf(p.sub(z.mul(z))));
+  return t.mul(expOf(z2hi.neg())).mul(expOf(p.sub(z2lo)));
+}
+
+/** x^2 as hi + lo with hi = fl(x * x) and lo its exact rounding error (fma). */
+function exactSquare(x: Expr<"f32">): [Expr<"f32">, Expr<"f32">] {
+  const hi = x.mul(x);
+  return [hi, fma(x, x, hi.neg())];
 }
 
 function erfSeries(x: Expr<"f32">): Expr<"f32"> {
@@ -83,14 +94,17 @@ function factorial(n: number): number {
 
 export function erfOf(x: Expr<"f32">): Expr<"f32"> {
   const a = abs(x);
-  const big = f32(1).sub(erfcPos(a));
+  const [hi, lo] = exactSquare(x);
+  const big = f32(1).sub(erfcPos(a, hi, lo));
   return select(a.lt(0.5), erfSeries(x), select(x.lt(0), big.neg(), big));
 }
 
 export function geluOf(x: Expr<"f32">): Expr<"f32"> {
   const z = x.mul(Math.SQRT1_2);
   const a = abs(z);
-  const ec = erfcPos(a);
+  // z^2 = x^2 / 2 exactly (halving is exact), not the square of the rounded z.
+  const [hi, lo] = exactSquare(x);
+  const ec = erfcPos(a, hi.mul(0.5), lo.mul(0.5));
   // 1 + erf(z): the series near 0, erfc(-z) = erfc(|z|) for z < 0, 2 - erfc(z) for z > 0.
   const onePlusErf = select(a.lt(0.5), erfSeries(z).add(1), select(z.lt(0), ec, f32(2).sub(ec)));
   return x.mul(0.5).mul(onePlusErf);

@@ -80,7 +80,7 @@ export function renderLoadTile(ctx: RenderContext, s: S<"loadTile">): void {
     ? [q.shr(1).shl(3).add(inMatRow), q.and(1).shl(3)]
     : [q.and(1).shl(3).add(inMatRow), q.shr(1).shl(3)];
   const base = stageBase(t, s.stage);
-  const colAligned = knownMultiple(s.col0) % 8 === 0;
+  const colAligned = knownMultiple(s.col0, ctx.letValue) % 8 === 0;
   const bc = d.cols / BLOCK;
   for (let bi = 0; bi < d.rows / BLOCK; bi++) {
     for (let bj = 0; bj < bc; bj++) {
@@ -190,7 +190,7 @@ export function renderStoreTile(ctx: RenderContext, s: S<"storeTile">): void {
   const laneRow = f.base.row === "g" ? g : t2;
   const laneCol = f.base.col === "g" ? g : t2;
   // Pairs (e, e+1) are adjacent columns in the row layout; a pair store needs even row starts.
-  const pairs = src.layout === "row" && v.colStride === 1 && v.align % 2 === 0 && knownMultiple(s.col0) % 2 === 0;
+  const pairs = src.layout === "row" && v.colStride === 1 && v.align % 2 === 0 && knownMultiple(s.col0, ctx.letValue) % 2 === 0;
   const bc = src.cols / BLOCK;
   for (let bi = 0; bi < src.rows / BLOCK; bi++) {
     for (let bj = 0; bj < bc; bj++) {

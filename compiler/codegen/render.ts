@@ -54,7 +54,27 @@ export function renderPtx(k: KernelProgram): string {
     return r;
   };
   const x = new ExprRenderer(w, { varReg: (id) => varRegs[id], paramReg, specialReg: special });
-  const ctx: RenderContext = { program: k, w, x };
+  // Variables assigned once (k.let) have a known value: alignment facts look through them.
+  const assignments = new Map<number, Expr[]>();
+  const scan = (stmts: readonly Stmt[]) => {
+    for (const s of stmts) {
+      if (s.kind === "let") assignments.set(s.dst.id, [...(assignments.get(s.dst.id) ?? []), s.value]);
+      if (s.kind === "for") {
+        assignments.set(s.iv.id, [s.start, s.start]);
+        scan(s.body);
+      }
+      if (s.kind === "if") {
+        scan(s.thenBody);
+        scan(s.elseBody);
+      }
+    }
+  };
+  scan(k.body);
+  const letValue = (id: number) => {
+    const a = assignments.get(id);
+    return a && a.length === 1 ? a[0] : undefined;
+  };
+  const ctx: RenderContext = { program: k, w, x, letValue };
   for (const t of k.regTiles) w.array(`%q${t.id}_`, t.dtype === "f32" ? "f32" : "b32", tileRegisters(t));
   for (const v of k.regVecs) w.array(`%w${v.id}_`, "f32", vecRegisters(v));
   const varReg = (id: number) => varRegs[id];

@@ -3,7 +3,8 @@
 // Tolerance, per element (i, j). Inputs are bf16 values, so every product a*b is exact in f32 and
 // the only accumulation error is the f32 sum of K terms: |err| <= K * u * S with S = sum_k |a_ik b_kj|
 // and u = 2^-23 (the f32 unit roundoff 2^-24, doubled because tensor-core adders may truncate). The
-// epilogue adds a few f32 roundings (2^-24 relative each) and GELU's approximation (< 1e-6 relative,
+// epilogue adds a few f32 roundings (2^-24 relative each) and GELU's approximation (< 1e-6 relative for the
+// erf form, < 4e-6 for the tanh form,
 // compiler/codegen/render-math.ts), and GELU's slope (<= 1.13) carries the accumulation error through:
 //   tol_f32 = 1.13 |alpha| K 2^-23 S + 4e-6 (|ref| + |alpha acc| + |bias| + |residual|)
 // A bf16 output is one rounding of a value within tol_f32 of the reference's: the two roundings can

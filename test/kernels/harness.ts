@@ -125,6 +125,8 @@ export function agreement(got: ArrayLike<number>, want: ArrayLike<number>, tol: 
       worstIndex = i;
     }
   }
+  if (process.env.PTC_AGREEMENT)
+    console.log(`agreement: max abs ${maxAbs.toExponential(2)} worst ratio ${worstRatio.toFixed(4)}`);
   return { maxAbs, worstRatio, worstIndex };
 }
 
