@@ -19,6 +19,15 @@ registerKernel("matmul", (node, [a, b]) => {
   const sb = broadcastStrides(b.shape.slice(0, -2), batchShape);
   const ad = a.data as Float32Array;
   const bd = b.data as Float32Array;
+  // B shared by every batch (a linear layer on [..., tokens, C]) with A row-major: one product
+  // with all batch rows stacked, so small per-batch row counts still fill the 4-row blocks.
+  if (!transA && sb.every((s) => s === 0) && sa.every((s, d) => s !== 0 || batchShape[d] === 1)) {
+    const opB: GemmOperand = transB
+      ? { data: packRowMajor(bd, 0, k, n, 1, k), offset: 0, rowStride: n, colStride: 1 }
+      : { data: bd, offset: 0, rowStride: n, colStride: 1 };
+    gemm({ data: ad, offset: 0, rowStride: k, colStride: 1 }, opB, batches * m, k, n, od, 0, n);
+    return out;
+  }
   const idx = new Array<number>(batchShape.length).fill(0);
   // op(A) is read in place (a transposed A still streams 4 contiguous rows); a transposed B is
   // packed row-major once per distinct batch matrix, so the product reads it contiguously.

@@ -39,7 +39,8 @@ function reduceAxes(x: HostTensor, axes: readonly number[], kind: ReduceKind, ac
         }
       acc[oi] = a;
     } else if (kind === "sum") {
-      for (let t = 0; t < len; t++) acc[oi + t * so] += xd[xi + t * sx];
+      if (so === 1 && sx === 1) for (let t = 0; t < len; t++) acc[oi + t] += xd[xi + t];
+      else for (let t = 0; t < len; t++) acc[oi + t * so] += xd[xi + t * sx];
     } else {
       for (let t = 0; t < len; t++) {
         const v = xd[xi + t * sx];

@@ -69,7 +69,7 @@ export function rowPlan(shape: readonly number[], strides: readonly (readonly nu
 
 /**
  * dst[view] = src[view] for two strided views of the same shape (row-major index order), each
- * addressed from its base offset by its strides. Rows that are contiguous on both sides are
+ * addressed from its base offset by its strides. Long rows that are contiguous on both sides are
  * copied with TypedArray.set; a source stride of 0 (broadcast) fills.
  */
 export function copyStrided(
@@ -88,8 +88,9 @@ export function copyStrided(
   for (let r = 0; r < plan.rows; r++) {
     const o = dStarts[r];
     const i = sStarts[r];
-    if (dStep === 1 && sStep === 1) dst.set(src.subarray(i, i + len), o);
-    else if (dStep === 1 && sStep === 0) dst.fill(src[i], o, o + len);
+    // subarray + set costs about as much as a 64-element loop: short rows copy by hand.
+    if (dStep === 1 && sStep === 1 && len >= 64) dst.set(src.subarray(i, i + len), o);
+    else if (dStep === 1 && sStep === 0 && len >= 64) dst.fill(src[i], o, o + len);
     else for (let t = 0; t < len; t++) dst[o + t * dStep] = src[i + t * sStep];
   }
 }
@@ -102,5 +103,44 @@ export function gatherInto(
   srcStrides: readonly number[],
   srcBase = 0,
 ): void {
-  copyStrided(dst, src, shape, stridesOf(shape), srcStrides, 0, srcBase);
+  const last = shape.length - 1;
+  // A transpose (the output's last dim strided in the source, some other dim contiguous there):
+  // copy in square tiles, so both sides touch a few cache lines at a time.
+  const d = last > 0 && srcStrides[last] !== 1 && shape[last] >= TILE ? srcStrides.indexOf(1) : -1;
+  if (d >= 0 && d !== last && shape[d] >= TILE) transposeTiles(dst, src, shape, srcStrides, srcBase, d);
+  else copyStrided(dst, src, shape, stridesOf(shape), srcStrides, 0, srcBase);
+}
+
+const TILE = 16;
+
+function transposeTiles(
+  dst: Float32Array | Int32Array,
+  src: Float32Array | Int32Array,
+  shape: readonly number[],
+  srcStrides: readonly number[],
+  srcBase: number,
+  d: number,
+): void {
+  const last = shape.length - 1;
+  const dstStrides = stridesOf(shape);
+  const outer = shape.map((n, i) => (i === d || i === last ? 1 : n));
+  const plan = rowPlan(outer, [dstStrides, srcStrides], [0, srcBase]);
+  const [dOuter, sOuter] = plan.inner;
+  const rows = shape[d];
+  const cols = shape[last];
+  const dRow = dstStrides[d];
+  const sCol = srcStrides[last];
+  for (let r = 0; r < plan.rows; r++) {
+    for (let t = 0; t < plan.len; t++) {
+      const o0 = plan.starts[0][r] + t * dOuter;
+      const s0 = plan.starts[1][r] + t * sOuter;
+      for (let ib = 0; ib < rows; ib += TILE) {
+        const ie = Math.min(ib + TILE, rows);
+        for (let jb = 0; jb < cols; jb += TILE) {
+          const je = Math.min(jb + TILE, cols);
+          for (let i = ib; i < ie; i++) for (let j = jb; j < je; j++) dst[o0 + i * dRow + j] = src[s0 + i + j * sCol];
+        }
+      }
+    }
+  }
 }
