@@ -1,10 +1,11 @@
-// What the trainer needs from a backend: prepare a graph once, then run it on host feeds. The CPU
-// backend wraps the reference executor; a GPU backend implements the same two calls (compiling to
-// kernels in `compile`, keeping weights resident between `run`s), and the trainer does not change.
+// What the trainer needs from a backend: prepare a graph once, then run it many times. It wraps a
+// backend of the shared registry (runtime/run: cpu today; ptx-emu and cuda register themselves),
+// so a GPU backend that keeps weights resident and compiles once per graph plugs in unchanged
+// (it can key its compiled programs on the graph object it is given).
 
 import type { Graph } from "../../compiler/ir/index.ts";
-import { execute } from "../cpu/index.ts";
 import type { HostTensor } from "../cpu/tensor.ts";
+import { type Backend, getBackend } from "../run/backend.ts";
 
 export type TensorMap = ReadonlyMap<string, HostTensor>;
 
@@ -18,23 +19,26 @@ export interface CompiledGraph {
   run(feeds: RunFeeds, options: { seed: number }): Promise<Map<string, HostTensor>>;
 }
 
-export interface Backend {
+export interface Executor {
   readonly name: string;
-  /** Devices taking part (the data-parallel world size). */
+  /** Devices taking part (the data-parallel world size): gradients are averaged over them. */
   readonly worldSize: number;
   /** Prepares `graph` for repeated runs; `label` names it in errors and profiles. */
   compile(graph: Graph, label: string): CompiledGraph;
 }
 
-/** The reference executor: f32 arithmetic, bf16-typed values rounded to bf16 after every op. */
-export const cpuBackend: Backend = {
-  name: "cpu",
-  worldSize: 1,
-  compile(graph: Graph): CompiledGraph {
-    return {
-      async run(feeds, { seed }) {
-        return execute(graph, feeds, { seed }).outputs;
-      },
-    };
-  },
-};
+/** A single-device executor over a registered backend. */
+export function executorFor(backend: Backend): Executor {
+  return {
+    name: backend.name,
+    worldSize: 1,
+    compile(graph: Graph): CompiledGraph {
+      return { run: (feeds, options) => backend.execute(graph, feeds, options) };
+    },
+  };
+}
+
+/** The named backend (--backend), as an executor; a UserError when unknown or unavailable. */
+export function executorNamed(name: string): Executor {
+  return executorFor(getBackend(name));
+}

@@ -1,6 +1,7 @@
 // The trainer (README.md): schedule, step, checkpoints, the loop, `ptc train`.
-export * from "./backend.ts";
+
 export * from "./checkpoint.ts";
+export * from "./executor.ts";
 export * from "./init-weights.ts";
 export * from "./inputs.ts";
 export * from "./progress.ts";

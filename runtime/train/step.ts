@@ -25,7 +25,7 @@ import {
 import type { Graph, Shape } from "../../compiler/ir/index.ts";
 import { UserError } from "../../compiler/ir/index.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
-import type { Backend, CompiledGraph, TensorMap } from "./backend.ts";
+import type { CompiledGraph, Executor, TensorMap } from "./executor.ts";
 
 export interface OptimizerSettings {
   readonly weightDecay: number;
@@ -70,7 +70,7 @@ export class StepRunner {
   private readonly update: CompiledGraph;
   readonly gradGraph: Graph;
 
-  constructor(backend: Backend, forward: Graph, accumSteps: number, settings: OptimizerSettings) {
+  constructor(executor: Executor, forward: Graph, accumSteps: number, settings: OptimizerSettings) {
     const lossNode = forward.outputs.get("loss");
     if (lossNode === undefined) {
       throw new UserError(
@@ -81,10 +81,10 @@ export class StepRunner {
     this.gradGraph = grad(forward, { loss: "loss" });
     this.params = adamwParams(this.gradGraph, settings.exclude ?? decayExcluded);
     this.accumSteps = accumSteps;
-    this.worldSize = backend.worldSize;
-    this.gradProgram = backend.compile(this.gradGraph, "grad");
-    this.accumulate = accumSteps > 1 ? backend.compile(accumulateGrads(this.params), "accumulate") : undefined;
-    this.update = backend.compile(
+    this.worldSize = executor.worldSize;
+    this.gradProgram = executor.compile(this.gradGraph, "grad");
+    this.accumulate = accumSteps > 1 ? executor.compile(accumulateGrads(this.params), "accumulate") : undefined;
+    this.update = executor.compile(
       // Only the settings given: adamwUpdate spreads its defaults under them, so an undefined would win.
       adamwUpdate(
         this.params,

@@ -28,6 +28,7 @@ interface TrainFlags {
   weightDecay: number;
   clip?: number;
   precision: string;
+  backend: string;
   ckptDir?: string;
   ckptEvery: number;
   keep: number;
@@ -82,6 +83,7 @@ const FLAG_OF: Record<string, string> = {
   weightDecay: "--weight-decay",
   clip: "--clip",
   precision: "--precision",
+  backend: "--backend",
   seed: "--seed",
   imageSize: "--image-size",
   init: "--init",
@@ -107,6 +109,7 @@ function freshRun(file: string, flags: TrainFlags, defName: string, defaultConfi
     weightDecay: flags.weightDecay,
     clip: flags.clip ?? null,
     precision: flags.precision as "f32" | "bf16",
+    backend: flags.backend,
     seed: flags.seed,
     imageSize: flags.imageSize ?? null,
     ckptDir,
@@ -165,7 +168,7 @@ function testHooks(): TrainHooks {
 export function registerTrainCommand(program: Command): void {
   program
     .command("train")
-    .description("train a model on the CPU backend: AdamW, warmup + cosine LR, accumulation, checkpoints, exact resume")
+    .description("train a model: AdamW, warmup + cosine LR, accumulation, checkpoints, exact resume")
     .argument("<model.ts>", "model file that default-exports defineModel({...})")
     .option("-c, --config <name>", "model config (default: the model's defaultConfig)")
     .option("--task <name>", "task to train: pretrain (SimMIM), seg, classify (default: the config's)")
@@ -197,6 +200,7 @@ export function registerTrainCommand(program: Command): void {
     )
     .option("--clip <x>", "clip the global gradient norm to this", positiveNumber("--clip"))
     .option("--precision <p>", "f32, or bf16 compute with f32 master weights and optimizer state", "f32")
+    .option("--backend <name>", "backend that runs the step graphs", "cpu")
     .option("--ckpt-dir <dir>", "checkpoint folder (default dist/runs/<model>-<config>[-<task>])")
     .option("--ckpt-every <n>", "checkpoint every n steps (0: only at the end and on Ctrl-C)", parseCount("--ckpt-every"), 1000)
     .option("--keep <n>", "checkpoints to keep", parsePositiveInt("--keep"), 3)

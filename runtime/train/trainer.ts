@@ -10,7 +10,6 @@ import type { HostTensor } from "../cpu/tensor.ts";
 import { DataLoader, type SkippedSample } from "../data/loader.ts";
 import { openDataSource } from "../data/open.ts";
 import type { DataSource } from "../data/source.ts";
-import { type Backend, cpuBackend, type TensorMap } from "./backend.ts";
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
@@ -19,6 +18,7 @@ import {
   removeStaleTemps,
   saveCheckpoint,
 } from "./checkpoint.ts";
+import { type Executor, executorNamed, type TensorMap } from "./executor.ts";
 import { applyInitWeights, type InitReport, summariseNames } from "./init-weights.ts";
 import { batchInputs, checkInputs, dataTaskOf, extraInputSeed } from "./inputs.ts";
 import { JsonlLog, type ProgressSink, silentProgress } from "./progress.ts";
@@ -40,6 +40,8 @@ export interface RunConfig {
   readonly weightDecay: number;
   readonly clip: number | null;
   readonly precision: "f32" | "bf16";
+  /** Backend of the shared registry (runtime/run): "cpu" today. */
+  readonly backend: string;
   readonly seed: number;
   readonly imageSize: readonly [number, number] | null;
   readonly ckptDir: string;
@@ -66,7 +68,7 @@ export interface TrainContext {
   readonly run: RunConfig;
   /** A loaded checkpoint to continue from. */
   readonly resume?: Checkpoint;
-  readonly backend?: Backend;
+  readonly executor?: Executor;
   readonly progress?: ProgressSink;
   readonly hooks?: TrainHooks;
   /** Set by a signal handler: the loop checkpoints after the current step and returns. */
@@ -119,8 +121,8 @@ export class TrainingDiverged extends UserError {
   }
 }
 
-function imagesPerStepOf(run: RunConfig, backend: Backend): number {
-  return run.microBatch * run.accum * backend.worldSize;
+function imagesPerStepOf(run: RunConfig, executor: Executor): number {
+  return run.microBatch * run.accum * executor.worldSize;
 }
 
 export function dropoutSeed(seed: number, step: number, micro: number, accum: number): number {
@@ -151,7 +153,7 @@ function checkResumeTensors(resume: Checkpoint, runner: StepRunner): void {
 
 export async function train(ctx: TrainContext): Promise<TrainResult> {
   const { run, definition: def } = ctx;
-  const backend = ctx.backend ?? cpuBackend;
+  const executor = ctx.executor ?? executorNamed(run.backend);
   const progress = ctx.progress ?? silentProgress;
   const traced = traceModel(def, {
     config: run.config,
@@ -166,7 +168,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const imageNode = traced.graph.inputs().find((n) => n.attrs.name === "image");
   if (!imageNode) throw new UserError("the model has no 'image' input to feed from --data", "--data");
   const imageSize: [number, number] = [imageNode.shape[2], imageNode.shape[3]];
-  const runner = new StepRunner(backend, traced.graph, run.accum, { weightDecay: run.weightDecay, clip: run.clip ?? undefined });
+  const runner = new StepRunner(executor, traced.graph, run.accum, { weightDecay: run.weightDecay, clip: run.clip ?? undefined });
 
   // Weights and optimizer state: a checkpoint's, or fresh (optionally with --init weights).
   let state: OptimizerState;
@@ -220,8 +222,8 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const params = runner.params.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
   progress.message(
     `train ${traced.name} ${traced.configName}${traced.task ? ` (${traced.task})` : ""}: ${(params / 1e6).toFixed(2)}M params, ` +
-      `${run.precision} on ${backend.name}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
-      `global batch ${imagesPerStepOf(run, backend)} = ${backend.worldSize} x ${run.microBatch} x ${run.accum}; ` +
+      `${run.precision} on ${executor.name}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
+      `global batch ${imagesPerStepOf(run, executor)} = ${executor.worldSize} x ${run.microBatch} x ${run.accum}; ` +
       `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
       `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
       (resume ? `; resuming at step ${resume.state.step} from ${resume.dir}` : ""),
@@ -235,7 +237,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   let lastSaved: string | undefined;
   let lastSavedStep = -1;
   const records: StepRecord[] = [];
-  const imagesPerStep = imagesPerStepOf(run, backend);
+  const imagesPerStep = imagesPerStepOf(run, executor);
   let timedSeconds = 0;
   let timedSteps = 0;
   let ema: number | undefined;
@@ -336,6 +338,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       }
       if ((run.ckptEvery > 0 && step % run.ckptEvery === 0) || step === run.steps) save();
       ctx.hooks?.afterStep?.(step);
+      // Yield to the event loop once per step: signal handlers (Ctrl-C) and worker messages run
+      // only there, and a step whose data is already decoded never leaves the microtask queue.
+      await new Promise((resolve) => setImmediate(resolve));
       if (ctx.interrupt?.requested && step < run.steps) {
         interrupted = true;
         if (lastSavedStep !== step) save();

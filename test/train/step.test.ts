@@ -10,12 +10,13 @@ import { hostTensor, initParams, uniform } from "../../runtime/cpu/index.ts";
 import type { HostTensor } from "../../runtime/cpu/tensor.ts";
 import { epochPermutation } from "../../runtime/data/loader.ts";
 import type { DataSource, RawSample } from "../../runtime/data/source.ts";
-import { cpuBackend } from "../../runtime/train/backend.ts";
+import { executorNamed } from "../../runtime/train/executor.ts";
 import { StepRunner } from "../../runtime/train/step.ts";
 import { type RunConfig, TrainingDiverged, train } from "../../runtime/train/trainer.ts";
 import tiny from "./fixtures/tiny-classifier.ts";
 
 const def = tiny as unknown as ModelDefinition;
+const cpu = executorNamed("cpu");
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), "ptc-step-"));
@@ -47,8 +48,8 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>, scaleA = 1): number 
 describe("step", () => {
   it("K micro-batches of B accumulate to the same step as one batch of K*B", async () => {
     // Eval-mode trace: no dropout, so the two runs see identical maths.
-    const big = new StepRunner(cpuBackend, traceModel(def, { batch: 4 }).graph, 1, { weightDecay: 0.05 });
-    const small = new StepRunner(cpuBackend, traceModel(def, { batch: 2 }).graph, 2, { weightDecay: 0.05 });
+    const big = new StepRunner(cpu, traceModel(def, { batch: 4 }).graph, 1, { weightDecay: 0.05 });
+    const small = new StepRunner(cpu, traceModel(def, { batch: 2 }).graph, 2, { weightDecay: 0.05 });
     const init = initParams(big.gradGraph, 1);
     const sBig = big.initialState(init);
     const sSmall = small.initialState(init);
@@ -91,7 +92,7 @@ describe("step", () => {
   });
 
   it("weight decay reaches exactly the parameters the exclusion rule allows", async () => {
-    const runner = new StepRunner(cpuBackend, traceModel(def, { batch: 2 }).graph, 1, { weightDecay: 0.5 });
+    const runner = new StepRunner(cpu, traceModel(def, { batch: 2 }).graph, 1, { weightDecay: 0.5 });
     expect(Object.fromEntries(runner.params.map((p) => [p.name, p.decay]))).toEqual({
       "conv.weight": true,
       "conv.bias": false,
@@ -128,14 +129,9 @@ describe("step", () => {
 
   it("PerceptNet: no decay on norms, biases, position tables, logit scales and the mask token", async () => {
     const pn = (await import("../../model/perceptnet.ts")).default as unknown as ModelDefinition;
-    const runner = new StepRunner(
-      cpuBackend,
-      traceModel(pn, { config: "xxs", task: "pretrain", batch: 1, training: true }).graph,
-      1,
-      {
-        weightDecay: 0.05,
-      },
-    );
+    const runner = new StepRunner(cpu, traceModel(pn, { config: "xxs", task: "pretrain", batch: 1, training: true }).graph, 1, {
+      weightDecay: 0.05,
+    });
     const decay = new Map(runner.params.map((p) => [p.name, p]));
     const excluded = [...decay.values()].filter((p) => !p.decay).map((p) => p.name);
     for (const pattern of [/mask_?token/i, /logit_?scale/i, /cpb_?mlp/i, /norm/i, /\.bias$/]) {
@@ -150,7 +146,7 @@ describe("step", () => {
 
   it("clips the global gradient norm: the moments see g * clip / (norm + 1e-6)", async () => {
     for (const clip of [1e-3, undefined]) {
-      const runner = new StepRunner(cpuBackend, traceModel(def, { batch: 2 }).graph, 1, { weightDecay: 0, clip });
+      const runner = new StepRunner(cpu, traceModel(def, { batch: 2 }).graph, 1, { weightDecay: 0, clip });
       const state = runner.initialState(initParams(runner.gradGraph, 4));
       const r = await runner.run(
         state,
@@ -220,6 +216,7 @@ function runConfig(name: string, overrides: Partial<RunConfig> = {}): RunConfig 
     weightDecay: 0.05,
     clip: null,
     precision: "f32",
+    backend: "cpu",
     seed: 0,
     imageSize: [8, 8],
     ckptDir: path.join(dir, name),
@@ -254,5 +251,42 @@ describe("non-finite steps", () => {
     });
     await expect(run).rejects.toThrow(TrainingDiverged);
     await expect(run).rejects.toThrow(/stopped at step 4: 3 steps in a row had a non-finite loss or gradient \(limit 2\)/);
+  });
+});
+
+describe("bf16 mixed precision", () => {
+  it("computes in bf16 while master weights and moments stay f32, close to the f32 step", async () => {
+    const pn = (await import("../../model/perceptnet.ts")).default as unknown as ModelDefinition;
+    const base = {
+      model: "model/perceptnet.ts",
+      config: "xxs",
+      task: "pretrain",
+      steps: 1,
+      microBatch: 1,
+      imageSize: [32, 32] as const,
+      lr: 1e-3,
+    };
+    const f32 = await train({ definition: pn, run: runConfig("pn-f32", { ...base, precision: "f32" }) });
+    const bf16 = await train({ definition: pn, run: runConfig("pn-bf16", { ...base, precision: "bf16" }) });
+    // Same weights, data and mask; bf16 keeps 8 significant bits (relative rounding 2^-9 per op),
+    // and the loss is a mean of many rounded terms: a few 1e-3 apart, far below 5e-2.
+    const [a, b] = [f32.records[0].loss, bf16.records[0].loss];
+    expect(Math.abs(a - b) / a).toBeLessThan(5e-2);
+    expect(a).not.toBe(b); // bf16 rounding did happen
+    expect(bf16.traced.graph.nodes.some((n) => n.dtype === "bf16")).toBe(true);
+    // The first AdamW step moves weights by about lr = 1e-3: for weights near 1 that is below half
+    // a bf16 ulp (2^-8), so only f32 masters keep it.
+    const init = initParams(bf16.traced.graph, 0);
+    let kept = 0;
+    for (const [name, p] of bf16.state.params) {
+      expect(p.dtype, name).toBe("f32");
+      expect((bf16.state.m.get(name) as HostTensor).dtype).toBe("f32");
+      const old = (init.get(name) as HostTensor).data;
+      for (let i = 0; i < old.length; i++) {
+        const d = Math.abs(p.data[i] - old[i]);
+        if (d > 0 && d < 2 ** (Math.floor(Math.log2(Math.abs(old[i]))) - 8) / 2) kept++;
+      }
+    }
+    expect(kept).toBeGreaterThan(0);
   });
 });
