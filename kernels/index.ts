@@ -3,6 +3,7 @@
 // generators with the configs a graph needs.
 
 import { type Expr, gelu, type KernelProgram } from "../compiler/tile/index.ts";
+import { windowAttentionForward } from "./attention.ts";
 import { elementwiseKernel } from "./elementwise.ts";
 import { GEMM_TILE_LARGE, GEMM_TILE_SMALL, type GemmConfig, gemmKernel } from "./gemm.ts";
 import { layerNormBackward, layerNormForward, layerNormParamGrads } from "./layernorm.ts";
@@ -10,6 +11,7 @@ import { reduceColumns, reduceRows } from "./reduce.ts";
 import { rmsNorm } from "./rmsnorm.ts";
 import { softmaxBackward, softmaxForward } from "./softmax.ts";
 
+export * from "./attention.ts";
 export * from "./elementwise.ts";
 export * from "./elementwise-graph.ts";
 export * from "./gemm.ts";
@@ -71,5 +73,7 @@ export function catalogue(): KernelProgram[] {
     rmsNorm({ dtype: "bf16" }),
     rmsNorm({ dtype: "f32" }),
     biasGeluResidualExample(),
+    windowAttentionForward({ seq: 64, headDim: 64 }),
+    windowAttentionForward({ seq: 48, headDim: 32, out: "f32" }),
   ];
 }
