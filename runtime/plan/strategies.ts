@@ -58,9 +58,9 @@ export function memoryPerGpu(
       gradients = 4 * P;
       optimizer = 8 * P;
       break;
-    case "zero1": // optimizer state and master weights sharded
+    case "zero1": // optimizer state and master weights sharded; the reduced gradient shard sits next to the full accumulator
       weights = 2 * P + (4 * P) / n;
-      gradients = 4 * P;
+      gradients = 4 * P + (4 * P) / n;
       optimizer = (8 * P) / n;
       break;
     case "zero2": // + gradients sharded (one unit's full gradients exist before its reduce-scatter)
@@ -69,8 +69,8 @@ export function memoryPerGpu(
       optimizer = (8 * P) / n;
       break;
     case "zero3":
-    case "hsdp": // + parameters sharded; one unit gathered and the next prefetched, in bf16
-      weights = (6 * P) / n + 2 * 2 * unit;
+    case "hsdp": // + parameters sharded (f32 master shards, cast to bf16 when gathered); one unit gathered and the next prefetched
+      weights = (4 * P) / n + 2 * 2 * unit;
       gradients = (4 * P) / n + 4 * unit;
       optimizer = (8 * P) / n;
       break;

@@ -42,15 +42,15 @@ describe("planner arithmetic", () => {
       total: 22e9,
     });
     const z1 = memoryPerGpu("zero1", profile, cluster, 4, false);
-    expect([z1.weights, z1.gradients, z1.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9, 8e9 / 16]);
+    expect([z1.weights, z1.gradients, z1.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9 + 4e9 / 16, 8e9 / 16]);
     const z2 = memoryPerGpu("zero2", profile, cluster, 4, false);
     expect([z2.weights, z2.gradients, z2.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
     const z3 = memoryPerGpu("zero3", profile, cluster, 4, true);
-    expect([z3.weights, z3.gradients, z3.optimizer]).toEqual([6e9 / 16 + 4 * 5e7, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
+    expect([z3.weights, z3.gradients, z3.optimizer]).toEqual([4e9 / 16 + 4 * 5e7, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
     // checkpointing keeps block inputs + one block + what is outside blocks
     expect(z3.activations).toBe(4 * (1e8 + 2e8 + 5e7));
     const h = memoryPerGpu("hsdp", profile, cluster, 4, false);
-    expect(h.weights).toBe(6e9 / 8 + 4 * 5e7); // sharded inside a node only
+    expect(h.weights).toBe(4e9 / 8 + 4 * 5e7); // sharded inside a node only
   });
 
   it("communication volumes are the ring-collective volumes of each strategy", () => {
