@@ -2,21 +2,12 @@
 // pixels, `label` from the class ids ([B]) or the label map ([B, H, W]); anything else (the SimMIM
 // `mask`) from the model's own `sampleInputs` hook, drawn with a per-micro-batch seed.
 
-import type { ModelDefinition, TracedModel } from "../../compiler/dsl/model.ts";
+import type { ModelDefinition, TensorData, TracedModel } from "../../compiler/dsl/model.ts";
 import { formatShape, type Graph, UserError } from "../../compiler/ir/index.ts";
 import { hashString, mix32 } from "../cpu/random.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
 import type { Batch } from "../data/loader.ts";
 import type { DataTask } from "../data/source.ts";
-
-/** A host tensor as a model's sampleInputs hook returns it. */
-interface TensorData {
-  readonly shape: readonly number[];
-  readonly dtype: "f32" | "bf16" | "i32";
-  readonly data: Float32Array | Int32Array;
-}
-
-type SampleInputs = (config: unknown, options: TracedModel["options"], seed: number) => Record<string, TensorData>;
 
 /** What the data pipeline must deliver for a traced training graph. */
 export function dataTaskOf(graph: Graph, task: string | undefined): DataTask {
@@ -44,7 +35,7 @@ export function checkInputs(graph: Graph, def: ModelDefinition): void {
           "--data",
         );
       }
-    } else if (!(def as { sampleInputs?: unknown }).sampleInputs) {
+    } else if (!def.sampleInputs) {
       throw new UserError(
         `the model input '${name}' has no source: the data pipeline gives 'image' and 'label', and the model has no sampleInputs hook`,
         "--data",
@@ -67,7 +58,7 @@ export function batchInputs(traced: TracedModel, def: ModelDefinition, batch: Ba
     if (name === "image") t = batch.image;
     else if (name === "label") t = n.shape.length === 1 ? batch.classId : batch.labels;
     else {
-      extra ??= ((def as { sampleInputs?: SampleInputs }).sampleInputs as SampleInputs)(traced.config, traced.options, seed);
+      extra ??= def.sampleInputs?.(traced.config, traced.options, seed) ?? {};
       const d = extra[name];
       if (d) t = hostTensor(d.shape, d.dtype, d.data);
     }

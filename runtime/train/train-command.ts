@@ -7,7 +7,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { loadModel, parseImageSize, parseNumber, parsePositiveInt } from "../../compiler/frontend/index.ts";
 import { UserError } from "../../compiler/ir/index.ts";
-import { loadCheckpoint, resolveCheckpoint } from "./checkpoint.ts";
+import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from "./checkpoint.ts";
 import { formatDuration, stderrProgress } from "./progress.ts";
 import { defaultWarmup, FINETUNE_LR, PAPER_MIN_LR } from "./schedule.ts";
 import { type RunConfig, type TrainHooks, train } from "./trainer.ts";
@@ -251,6 +251,14 @@ Examples:
         }
       } else {
         run = freshRun(file, flags, def.name, def.defaultConfig, workers);
+        const existing = listCheckpoints(run.ckptDir);
+        if (existing.length > 0) {
+          // Mixing two runs' checkpoints would let retention delete one of them; never overwrite silently.
+          throw new UserError(
+            `already holds a run's checkpoints (${existing[existing.length - 1].name}): continue it with --resume ${run.ckptDir}, or pick another --ckpt-dir`,
+            run.ckptDir,
+          );
+        }
       }
       const interrupt = { requested: false };
       const onSignal = (sig: string) => {

@@ -120,6 +120,12 @@ describe("ptc train: user errors are one line naming the flag or path, exit 1", 
     [["--min-lr", "1", "--lr", "0.1"], /--min-lr: the minimum LR 1 is above the base LR 0\.1/],
     [["--backend", "tpu"], /--backend: unknown backend 'tpu'/],
   ];
+  it("a fresh run into a folder with checkpoints", () => {
+    const used = path.join(dir, "pretrain");
+    const r = runPtc(["train", "test/train/fixtures/tiny-classifier.ts", "--no-typecheck", "--steps", "1", "--ckpt-dir", used]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already holds a run's checkpoints \(step-00000020\): continue it with --resume/);
+  });
   for (const [flags, message] of cases) {
     it(flags.join(" "), () => {
       const r = runPtc([
