@@ -88,6 +88,8 @@ export class DataLoader {
   private permEpoch = -1;
   private perm: Int32Array = new Int32Array(0);
   private failure: Error | undefined;
+  /** Pipeline settings for inline decoding (no workers). */
+  private readonly inlineOptions: PipelineOptions;
   private consecutiveFailures = 0;
   readonly skipped: SkippedSample[] = [];
   /** Milliseconds next() spent waiting for samples (the step's stall on input). */
@@ -133,12 +135,8 @@ export class DataLoader {
       });
       this.pool.push({ worker, ready, pending: 0 });
     }
-    this.inlineSource = source;
     this.inlineOptions = pipeline;
   }
-
-  private readonly inlineSource: DataSource;
-  private readonly inlineOptions: PipelineOptions;
 
   /** Stream position of the next sample to consume: the data state a checkpoint stores. */
   get position(): number {
@@ -163,7 +161,7 @@ export class DataLoader {
     const { index, key } = this.locate(p);
     const req: SampleRequest = { id: p, index, key };
     if (this.pool.length === 0) {
-      this.inflight.set(p, handleRequest(this.inlineSource, this.inlineOptions, req));
+      this.inflight.set(p, handleRequest(this.source, this.inlineOptions, req));
       return;
     }
     // Least-loaded worker, ties by round robin.
