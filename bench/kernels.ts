@@ -15,6 +15,7 @@ import {
   biasGeluResidualExample,
   GEMM_TILE_LARGE,
   GEMM_TILE_SMALL,
+  type GemmTile,
   gemmKernel,
   layerNormBackward,
   layerNormForward,
@@ -23,6 +24,7 @@ import {
   rmsNorm,
   softmaxBackward,
   softmaxForward,
+  windowAttentionForward,
 } from "../kernels/index.ts";
 import type { HostTensor } from "../runtime/cpu/index.ts";
 import { randomTensor, runInEmulator, zeros } from "../test/kernels/harness.ts";
@@ -135,6 +137,14 @@ function main(): void {
 }
 
 // ---- GPU cases for bench/device/kernels.py ----------------------------------------------------------
+
+const GEMM_TILE_SWEEP: GemmTile[] = [
+  { bm: 128, bn: 128, bk: 32, warpsM: 2, warpsN: 2, stages: 3 },
+  { bm: 128, bn: 256, bk: 32, warpsM: 2, warpsN: 4, stages: 2 },
+  { bm: 256, bn: 128, bk: 32, warpsM: 4, warpsN: 2, stages: 2 },
+  { bm: 128, bn: 64, bk: 32, warpsM: 2, warpsN: 2, stages: 4 },
+  GEMM_TILE_SMALL,
+];
 
 interface DeviceCase {
   name: string;
@@ -276,6 +286,26 @@ function writeDeviceCases(dir: string): void {
       ),
     );
   }
+  // Tile sweep: which GEMM tile shape suits the GPU (the kernel table's default is 128x128 of 8 warps).
+  for (const tile of GEMM_TILE_SWEEP) {
+    const [m, n, k] = [4096, 4096, 4096];
+    const program = gemmKernel({ layout: "nn", out: "bf16", tile });
+    add(
+      deviceCase(
+        `gemm nn bf16 4096^3 tile ${tile.bm}x${tile.bn}x${tile.bk} w${tile.warpsM}x${tile.warpsN} s${tile.stages}`,
+        program,
+        { a: bf([m, k]), b: bf([k, n]), c: bf([m, n], "zeros") },
+        { M: m, N: n, K: k, lda: k, ldb: n, ldc: n },
+        {
+          output: "c",
+          reference: "a.float() @ b.float()",
+          baseline: "a @ b",
+          bytes: 2 * (m * k + k * n + m * n),
+          flops: 2 * m * n * k,
+        },
+      ),
+    );
+  }
   const [rows, cols] = [16384, 1024];
   const rowBytes = 2 * 2 * rows * cols;
   add(
@@ -323,6 +353,80 @@ function writeDeviceCases(dir: string): void {
       },
     ),
   );
+  add(
+    deviceCase(
+      `layerNorm backward (dx) bf16 ${rows}x${cols}`,
+      layerNormBackward({ dtype: "bf16" }),
+      {
+        x: bf([rows, cols]),
+        dy: bf([rows, cols]),
+        w: bf([cols]),
+        dx: bf([rows, cols], "zeros"),
+        mean: f([rows], "zeros"),
+        rstd: f([rows], "zeros"),
+      },
+      { rows, cols, eps: 1e-5 },
+      {
+        output: "dx",
+        reference:
+          "(lambda xf: torch.autograd.grad(F.layer_norm(xf, (xf.shape[1],), w.float(), None, 1e-5), xf, dy.float())[0])(x.float().requires_grad_())",
+        baseline: "torch.ops.aten.native_layer_norm_backward(dy, x, (x.shape[1],), mean, rstd, w, None, [True, False, False])",
+        bytes: 3 * 2 * rows * cols,
+        flops: 16 * rows * cols,
+      },
+    ),
+  );
+  add(
+    deviceCase(
+      `softmax backward bf16 ${rows}x${cols}`,
+      softmaxBackward({ dtype: "bf16" }),
+      { y: bf([rows, cols]), dy: bf([rows, cols]), dx: bf([rows, cols], "zeros") },
+      { rows, cols },
+      {
+        output: "dx",
+        reference: "y.float() * (dy.float() - (dy.float() * y.float()).sum(1, keepdim=True))",
+        baseline: "torch.ops.aten._softmax_backward_data(dy, y, 1, torch.bfloat16)",
+        bytes: 3 * 2 * rows * cols,
+        flops: 4 * rows * cols,
+      },
+    ),
+  );
+  {
+    const [batch, m, n, k] = [64, 512, 512, 64];
+    add(
+      deviceCase(
+        `batched gemm nt f32-out ${batch}x${m}x${n}x${k}`,
+        gemmKernel({ layout: "nt", out: "f32", batched: true }),
+        { a: bf([batch, m, k]), b: bf([batch, n, k]), c: f([batch, m, n], "zeros") },
+        { M: m, N: n, K: k, lda: k, ldb: k, ldc: n, batch, strideA: m * k, strideB: n * k, strideC: m * n },
+        {
+          output: "c",
+          reference: "a.float() @ b.float().transpose(1, 2)",
+          baseline: "torch.bmm(a, b.transpose(1, 2)).float()",
+          bytes: 2 * batch * (m * k + n * k) + 4 * batch * m * n,
+          flops: 2 * batch * m * n * k,
+        },
+      ),
+    );
+  }
+  {
+    const [windows, seq, d] = [8192, 64, 64];
+    add(
+      deviceCase(
+        `window attention ${windows} x ${seq} tokens x d${d}`,
+        windowAttentionForward({ seq, headDim: d }),
+        { q: bf([windows, seq, d]), k: bf([windows, seq, d]), v: bf([windows, seq, d]), o: bf([windows, seq, d], "zeros") },
+        { windows, len: seq, scale: 1 / Math.sqrt(d) },
+        {
+          output: "o",
+          reference: "torch.softmax(q.float() @ k.float().transpose(1, 2) / 8.0, dim=2) @ v.float()",
+          baseline: "F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1))",
+          bytes: 4 * 2 * windows * seq * d,
+          flops: 4 * windows * seq * seq * d,
+        },
+      ),
+    );
+  }
   const ew = biasGeluResidualExample(rows, cols);
   add(
     deviceCase(

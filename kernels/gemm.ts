@@ -31,8 +31,13 @@ export interface GemmTile {
   stages: number;
 }
 
-/** 128x128x32 with 8 warps of 64x32 and 3 stages: 48 KB of shared memory, ~130 registers. */
-export const GEMM_TILE_LARGE: GemmTile = { bm: 128, bn: 128, bk: 32, warpsM: 2, warpsN: 4, stages: 3 };
+/**
+ * 128x128x32 with 4 warps of 64x64 and 3 stages: 48 KB of shared memory, ~210 registers (2 CTAs per
+ * SM). The fastest of the tile sweep in bench/RESULTS.md (8 warps of 64x32 was 6% slower).
+ */
+export const GEMM_TILE_LARGE: GemmTile = { bm: 128, bn: 128, bk: 32, warpsM: 2, warpsN: 2, stages: 3 };
+/** 128x128x32 with 8 warps of 64x32: ~125 registers, for epilogues that need registers. */
+export const GEMM_TILE_WIDE: GemmTile = { bm: 128, bn: 128, bk: 32, warpsM: 2, warpsN: 4, stages: 3 };
 /** 64x64x32 with 4 warps of 32x32: for small or skinny problems (more CTAs). */
 export const GEMM_TILE_SMALL: GemmTile = { bm: 64, bn: 64, bk: 32, warpsM: 2, warpsN: 2, stages: 3 };
 
@@ -47,6 +52,7 @@ export interface GemmConfig {
   activation?: "gelu" | "geluTanh";
   /** residual[M, N] (row stride ldr) added last, in this dtype. */
   residual?: "bf16" | "f32";
+  /** Default: defaultGemmTile(config). */
   tile?: GemmTile;
   /**
    * Element alignment of every row start of A and B (leading dims, batch strides and base offsets):
@@ -58,8 +64,18 @@ export interface GemmConfig {
   alignC?: number;
 }
 
+/**
+ * The tile a config gets by default: 64x64 warp tiles, except where the epilogue (residual loads,
+ * activations) or element-wise copies (rows not 4-byte aligned) need the registers of the 64x32 warp
+ * tile: ptxas spills otherwise (test/codegen/ptxas.test.ts catches it), and on the H200 bias + GELU
+ * ran 12% faster with 8 warps of 64x32 (bench/RESULTS.md).
+ */
+export function defaultGemmTile(c: GemmConfig): GemmTile {
+  return c.residual || c.activation || (c.alignA ?? 8) < 2 || (c.alignB ?? 8) < 2 ? GEMM_TILE_WIDE : GEMM_TILE_LARGE;
+}
+
 export function gemmName(c: GemmConfig): string {
-  const t = c.tile ?? GEMM_TILE_LARGE;
+  const t = c.tile ?? defaultGemmTile(c);
   const epi = [c.scale ? "s" : "", c.bias ? `b${c.bias}` : "", c.activation ?? "", c.residual ? `r${c.residual}` : ""]
     .filter(Boolean)
     .join("_");
@@ -77,7 +93,7 @@ export function gemmName(c: GemmConfig): string {
 }
 
 export function gemmKernel(c: GemmConfig): KernelProgram {
-  const t = c.tile ?? GEMM_TILE_LARGE;
+  const t = c.tile ?? defaultGemmTile(c);
   const wm = t.bm / t.warpsM;
   const wn = t.bn / t.warpsN;
   const transA = c.layout === "tn";

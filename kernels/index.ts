@@ -52,7 +52,8 @@ export function catalogue(): KernelProgram[] {
     { layout: "nn", out: "bf16", tile: GEMM_TILE_SMALL, bias: "bf16", activation: "gelu" },
     { layout: "nn", out: "f32", tile: GEMM_TILE_SMALL, alignA: 2, alignB: 2 },
     { layout: "tn", out: "f32", tile: GEMM_TILE_SMALL, alignA: 1, alignB: 1, alignC: 1 },
-    { layout: "nt", out: "bf16", tile: GEMM_TILE_LARGE, alignA: 1, alignB: 1, alignC: 1 },
+    { layout: "nt", out: "bf16", alignA: 1, alignB: 1, alignC: 1 },
+    { layout: "nn", out: "bf16", tile: GEMM_TILE_LARGE, bias: "bf16", activation: "gelu" },
   );
   return [
     ...gemms.map(gemmKernel),

@@ -123,12 +123,11 @@ const cases: [string, Case][] = [
     },
   ],
   [
-    "nt bf16, 130x70x34, alpha + f32 bias + gelu + bf16 residual (4-byte cp.async)",
+    "nt bf16, 130x70x34, alpha + f32 bias + gelu + bf16 residual (4-byte cp.async; default tile: 8 warps of 64x32)",
     {
       cfg: {
         layout: "nt",
         out: "bf16",
-        tile: GEMM_TILE_SMALL,
         scale: true,
         bias: "f32",
         activation: "gelu",
