@@ -4,7 +4,7 @@ import chalk from "chalk";
 import type { Command } from "commander";
 import { build } from "./build.ts";
 import { parseImageSize, parsePositiveInt } from "./flags.ts";
-import { formatCount, formatSeconds } from "./format.ts";
+import { formatBytes, formatCount, formatSeconds } from "./format.ts";
 
 export interface BuildFlags {
   config?: string;
@@ -15,6 +15,7 @@ export interface BuildFlags {
   out?: string;
   json?: boolean;
   typecheck: boolean;
+  fuse: boolean;
 }
 
 export function registerBuildCommand(program: Command): void {
@@ -30,6 +31,7 @@ export function registerBuildCommand(program: Command): void {
     .option("-o, --out <dir>", "artifact folder (default: dist/<model>-<config>)")
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--no-typecheck", "skip the TypeScript type check (faster; shape errors then surface when tracing)")
+    .option("--no-fuse", "leave window attention, FPN merges and cross-attention unfused (for comparison)")
     .action(async (file: string, flags: BuildFlags) => {
       const r = await build(file, flags);
       const summary = {
@@ -42,6 +44,8 @@ export function registerBuildCommand(program: Command): void {
         nodes: r.stats.nodes,
         ops: r.stats.ops,
         components: Object.fromEntries(r.components.map((c) => [c.name, c.params])),
+        fusions: r.fusions,
+        hbmBytes: r.hbmBytes,
         artifacts: r.artifacts,
         timings: r.timings,
       };
@@ -62,6 +66,16 @@ export function registerBuildCommand(program: Command): void {
       for (const c of r.components) row("", `${chalk.dim(c.name.padEnd(28))} ${formatCount(c.params).padStart(8)}`);
       row("flops", `${chalk.bold(formatCount(r.flopsPerSample))}FLOP per sample (forward, batch ${r.batch})`);
       row("nodes", String(r.stats.nodes));
+      row(
+        "fusions",
+        `${Object.entries(r.fusions)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(chalk.dim(" · "))}${flags.fuse ? "" : chalk.dim(" (--no-fuse)")}`,
+      );
+      const traffic = (b: { fused: number; unfused: number }) =>
+        `${formatBytes(b.fused)} fused / ${formatBytes(b.unfused)} unfused (${(b.fused / b.unfused).toFixed(2)}x)`;
+      row("hbm bytes", `forward ${traffic(r.hbmBytes.forward)}`);
+      if (r.hbmBytes.trainingStep) row("", `training step ${traffic(r.hbmBytes.trainingStep)}`);
       row("ops", ops);
       if (r.outDir) row("artifacts", r.artifacts.join(", "));
       row(

@@ -3,9 +3,10 @@
 
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { grad } from "../autodiff/index.ts";
 import { type TracedModel, traceModel } from "../dsl/model.ts";
-import { type Graph, type GraphStats, graphStats, graphToJSON, printGraph } from "../ir/index.ts";
-import { cse, dce } from "../passes/index.ts";
+import { type Graph, type GraphStats, graphStats, graphToJSON, numel, printGraph } from "../ir/index.ts";
+import { cse, dce, type FusionCounts, fuse, hbmBytes } from "../passes/index.ts";
 import { loadModel } from "./load.ts";
 
 export interface BuildOptions {
@@ -20,6 +21,14 @@ export interface BuildOptions {
   typecheck?: boolean;
   /** Write graph.json / graph.txt (default true). */
   write?: boolean;
+  /** Run the pattern fusions (window attention, FPN merge, cross-attention); default true. */
+  fuse?: boolean;
+}
+
+/** Estimated HBM bytes (compiler/passes/hbm-bytes.ts) with and without the pattern fusions. */
+export interface FusedUnfused {
+  fused: number;
+  unfused: number;
 }
 
 export interface ComponentParams {
@@ -38,6 +47,10 @@ export interface BuildResult {
   /** Forward FLOPs per sample. */
   flopsPerSample: number;
   components: ComponentParams[];
+  /** Fusions applied to `graph` (all 0 with fuse: false). */
+  fusions: FusionCounts;
+  /** Forward, and training step (forward + backward of the training-mode trace's scalar `loss`; null without one). */
+  hbmBytes: { forward: FusedUnfused; trainingStep: FusedUnfused | null };
   outDir: string | undefined;
   artifacts: string[];
   /** Seconds per stage. */
@@ -74,16 +87,28 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
   const t0 = performance.now();
   const def = await loadModel(file, { typecheck: options.typecheck });
   timings.load = (performance.now() - t0) / 1000;
-  const traced = timed(timings, "trace", () =>
-    traceModel(def, {
-      config: options.config,
-      task: options.task,
-      batch: options.batch,
-      training: options.training,
-      imageSize: options.imageSize,
-    }),
-  );
-  const graph = timed(timings, "optimize", () => dce(cse(traced.graph)));
+  const traceOptions = {
+    config: options.config,
+    task: options.task,
+    batch: options.batch,
+    training: options.training,
+    imageSize: options.imageSize,
+  };
+  const traced = timed(timings, "trace", () => traceModel(def, traceOptions));
+  const unfused = timed(timings, "optimize", () => dce(cse(traced.graph)));
+  const fusion = timed(timings, "fuse", () => fuse(unfused));
+  const graph = options.fuse === false ? unfused : fusion.graph;
+  const fusions = options.fuse === false ? { windowAttention: 0, fpnMerge: 0, crossAttention: 0 } : fusion.counts;
+  const bytes = timed(timings, "bytes", () => {
+    const forward = { fused: hbmBytes(fusion.graph).total, unfused: hbmBytes(unfused).total };
+    // The training step differentiates the training-mode forward (dropout active) from its `loss`.
+    const train = traced.options.training ? unfused : dce(cse(traceModel(def, { ...traceOptions, training: true }).graph));
+    const lossId = train.outputs.get("loss");
+    const loss = lossId === undefined ? undefined : train.node(lossId);
+    if (!loss || numel(loss.shape) !== 1 || loss.dtype === "i32") return { forward, trainingStep: null };
+    const step = (g: Graph) => hbmBytes(grad(g, { loss: "loss" })).total;
+    return { forward, trainingStep: { fused: step(train === unfused ? fusion.graph : fuse(train).graph), unfused: step(train) } };
+  });
   const stats = timed(timings, "count", () => graphStats(graph));
   const result: BuildResult = {
     model: traced.name,
@@ -95,6 +120,8 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
     stats,
     flopsPerSample: stats.flops / traced.options.batch,
     components: componentParams(graph),
+    fusions,
+    hbmBytes: bytes,
     outDir: undefined,
     artifacts: [],
     timings,

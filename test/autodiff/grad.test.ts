@@ -9,7 +9,7 @@ import { allOps, defineOp, Graph, UserError } from "../../compiler/ir/index.ts";
 import { execute, type HostTensor, hostTensor, initParams, registerKernel } from "../../runtime/cpu/index.ts";
 import { checkGrad } from "./gradcheck.ts";
 
-/** Backward-only ops (compiler/ir/ops/grad.ts): no second-order gradients. */
+/** Backward-only ops (compiler/ir/ops/grad.ts, and the fused ops' in fused.ts): no second-order gradients. */
 const BACKWARD_OPS = [
   "conv2dBackwardInput",
   "conv2dBackwardWeight",
@@ -17,6 +17,8 @@ const BACKWARD_OPS = [
   "takeBackward",
   "layerNormBackward",
   "groupNormBackward",
+  "windowAttentionBackward",
+  "crossAttentionBackward",
 ];
 
 // Test-only ops: x*x with a correct and a deliberately wrong rule, and one without a rule.

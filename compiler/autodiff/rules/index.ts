@@ -1,5 +1,6 @@
 // Loads every gradient rule into the registry (one file per op family, as in compiler/ir/ops).
 import "./elementwise.ts";
+import "./fused.ts";
 import "./layout.ts";
 import "./nn.ts";
 import "./reduce.ts";

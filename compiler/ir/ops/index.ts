@@ -5,5 +5,6 @@ import "./layout.ts";
 import "./nn.ts";
 import "./source.ts";
 import "./grad.ts";
+import "./fused.ts";
 
 export * from "./registry.ts";

@@ -1,4 +1,5 @@
 import "./elementwise.ts";
+import "./fused.ts";
 import "./grad.ts";
 import "./layout.ts";
 import "./nn.ts";
