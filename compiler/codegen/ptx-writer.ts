@@ -32,8 +32,11 @@ export class PtxWriter {
     this.arrays.set(name, [cls, n]);
   }
 
+  /** While set, instructions go to the prologue (values every statement shares). */
+  toPrologue = false;
+
   ins(text: string, guard?: string): void {
-    this.lines.push(`\t${guard ? `@${guard} ` : ""}${text};`);
+    (this.toPrologue ? this.prologue : this.lines).push(`\t${guard ? `@${guard} ` : ""}${text};`);
   }
 
   insPrologue(text: string): void {

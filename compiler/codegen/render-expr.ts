@@ -27,6 +27,9 @@ export class ExprRenderer {
   private stmtMemo = new Map<Expr, string>();
   private elemMemo = new Map<Expr, string>();
   private readonly elementDependent = new Map<Expr, boolean>();
+  private readonly threadOnly = new Map<Expr, boolean>();
+  /** Thread-invariant values by structure, computed in the prologue. */
+  private readonly threadMemo = new Map<string, string>();
 
   constructor(
     readonly w: PtxWriter,
@@ -63,8 +66,39 @@ export class ExprRenderer {
     return this.reg(e);
   }
 
+  /**
+   * Thread coordinates: expressions of special registers and constants only (lane bits, a thread's
+   * chunk of a tile copy, its swizzled offset). They are computed once, at entry, and shared by
+   * every statement; they are few and small, so they cost a handful of registers.
+   */
+  private threadInvariant(e: Expr): boolean {
+    let d = this.threadOnly.get(e);
+    if (d === undefined) {
+      d =
+        e.op === "special" ||
+        (e.args.length > 0 && e.op !== "var" && e.args.every((a) => a.op === "const" || this.threadInvariant(a)));
+      this.threadOnly.set(e, d);
+    }
+    return d;
+  }
+
   /** A register holding e. */
   reg(e: Expr): string {
+    if (e.op !== "special" && this.threadInvariant(e)) {
+      const key = structuralKey(e);
+      let r = this.threadMemo.get(key);
+      if (!r) {
+        const was = this.w.toPrologue;
+        this.w.toPrologue = true;
+        try {
+          r = this.emit(e);
+        } finally {
+          this.w.toPrologue = was;
+        }
+        this.threadMemo.set(key, r);
+      }
+      return r;
+    }
     const memo = this.dependsOnElement(e) ? this.elemMemo : this.stmtMemo;
     const hit = memo.get(e);
     if (hit) return hit;
@@ -76,7 +110,7 @@ export class ExprRenderer {
   /** Evaluates e into the given register (the statement's destination). */
   into(dst: string, e: Expr): void {
     const memo = this.dependsOnElement(e) ? this.elemMemo : this.stmtMemo;
-    if (!LEAVES.has(e.op) && !memo.has(e) && !expandMath(e)) {
+    if (!LEAVES.has(e.op) && !memo.has(e) && !expandMath(e) && !this.threadInvariant(e)) {
       // The last instruction of e's sequence writes dst directly; its operands are computed first.
       this.emit(e, dst);
       return;
@@ -256,6 +290,17 @@ export class ExprRenderer {
     };
     w.ins(`${table[key]} ${d}, ${s}`);
   }
+}
+
+/** A string naming e's structure: equal for structurally equal expressions. */
+const keys = new WeakMap<Expr, string>();
+export function structuralKey(e: Expr): string {
+  let k = keys.get(e);
+  if (k === undefined) {
+    k = `${e.op}:${e.type}:${e.value ?? ""}(${e.args.map(structuralKey).join(",")})`;
+    keys.set(e, k);
+  }
+  return k;
 }
 
 export function immediate(e: Expr): string {

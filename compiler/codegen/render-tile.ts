@@ -35,10 +35,14 @@ export function renderCopyTile(ctx: RenderContext, s: S<"copyTile">): void {
   const base = stageBase(t, s.stage);
   const log2 = Math.log2(perRow);
   const pow2 = Number.isInteger(log2);
+  // When the CTA covers whole rows per iteration, a thread keeps its column and steps its row.
+  const wholeRows = threads % perRow === 0;
+  const r0 = pow2 ? TID.shr(log2) : TID.div(perRow);
+  const c0 = (pow2 ? TID.and(perRow - 1) : TID.rem(perRow)).mul(vec);
   for (let it = 0; it < iters; it++) {
     const chunk = TID.add(it * threads);
-    const r = pow2 ? chunk.shr(log2) : chunk.div(perRow);
-    const c = (pow2 ? chunk.and(perRow - 1) : chunk.rem(perRow)).mul(vec);
+    const r = wholeRows ? r0.add((it * threads) / perRow) : pow2 ? chunk.shr(log2) : chunk.div(perRow);
+    const c = wholeRows ? c0 : (pow2 ? chunk.and(perRow - 1) : chunk.rem(perRow)).mul(vec);
     const guard = (it + 1) * threads > total ? x.reg(chunk.lt(total)) : undefined;
     const gr = s.row0.add(r);
     const gc = s.col0.add(c);

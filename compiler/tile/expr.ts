@@ -180,6 +180,11 @@ export function binary<T extends ScalarType>(op: BinaryOp, a: Operand<T>, b: Ope
       const v = foldInt(op, x.value as number, y.value as number, type);
       if (v !== undefined) return constant(v, type);
     }
+    // Re-associate constant chains: (x * a) * b -> x * (a b), (x + a) + b -> x + (a + b).
+    if (y.op === "const" && x.op === op && (op === "mul" || op === "add") && x.args[1].op === "const") {
+      const v = foldInt(op, x.args[1].value as number, y.value as number, type);
+      if (v !== undefined) return binary(op, x.args[0] as Expr<T>, constant(v, type));
+    }
     if ((op === "add" || op === "sub" || op === "shl" || op === "shr" || op === "or" || op === "xor") && isConst(y, 0)) return x;
     if (op === "add" && isConst(x, 0)) return y;
     if ((op === "mul" || op === "div") && isConst(y, 1)) return x;
