@@ -1,7 +1,8 @@
 // Expr -> PTX instructions. Primitive ops are a table from (op, type) to an instruction; composite
 // math expands through render-math.ts first. Within one statement each DAG node is emitted once
 // (memo); nodes that depend on the current tile element (slot/row/col leaves) are memoised per
-// element, the rest once per statement.
+// element, the rest once per statement. Thread coordinates (expressions of special registers and
+// constants only) are computed once at entry and shared by every statement.
 
 import type { Expr } from "../tile/expr.ts";
 import type { ScalarType } from "../tile/types.ts";
