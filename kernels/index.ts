@@ -6,6 +6,7 @@ import { type Expr, gelu, type KernelProgram } from "../compiler/tile/index.ts";
 import { windowAttentionForward } from "./attention.ts";
 import { elementwiseKernel } from "./elementwise.ts";
 import { GEMM_TILE_LARGE, GEMM_TILE_SMALL, type GemmConfig, gemmKernel } from "./gemm.ts";
+import { groupNormForward } from "./groupnorm.ts";
 import { layerNormBackward, layerNormForward, layerNormParamGrads } from "./layernorm.ts";
 import { reduceColumns, reduceRows } from "./reduce.ts";
 import { rmsNorm } from "./rmsnorm.ts";
@@ -15,6 +16,7 @@ export * from "./attention.ts";
 export * from "./elementwise.ts";
 export * from "./elementwise-graph.ts";
 export * from "./gemm.ts";
+export * from "./groupnorm.ts";
 export * from "./layernorm.ts";
 export * from "./reduce.ts";
 export * from "./rmsnorm.ts";
@@ -63,6 +65,8 @@ export function catalogue(): KernelProgram[] {
     layerNormBackward({ dtype: "bf16" }),
     layerNormBackward({ dtype: "f32" }),
     layerNormParamGrads({ dtype: "bf16" }),
+    groupNormForward({ dtype: "bf16" }),
+    groupNormForward({ dtype: "f32", vec: 1 }),
     softmaxForward({ dtype: "bf16" }),
     softmaxForward({ dtype: "f32", vec: 1 }),
     softmaxBackward({ dtype: "bf16" }),

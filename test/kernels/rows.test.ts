@@ -12,6 +12,7 @@
 import { describe, expect, it } from "vitest";
 import { grad } from "../../compiler/autodiff/index.ts";
 import { Graph } from "../../compiler/ir/index.ts";
+import { groupNormForward } from "../../kernels/groupnorm.ts";
 import { layerNormBackward, layerNormForward, layerNormParamGrads } from "../../kernels/layernorm.ts";
 import { reduceColumns, reduceRows } from "../../kernels/reduce.ts";
 import { rmsNorm } from "../../kernels/rmsnorm.ts";
@@ -134,6 +135,40 @@ describe("LayerNorm", () => {
       const dbA = agreement(db.data, ref.get("grad/b")!.data, () => 1e-5 * rows);
       expect(dwA.worstRatio, `dw max |err| ${dwA.maxAbs}`).toBeLessThanOrEqual(1);
       expect(dbA.worstRatio, `db max |err| ${dbA.maxAbs}`).toBeLessThanOrEqual(1);
+    });
+  }
+});
+
+describe("GroupNorm", () => {
+  for (const [n, ch, groups, spatial, vec, dtype] of [
+    [2, 12, 3, 40, 8, "bf16"],
+    [3, 8, 4, 25, 1, "f32"],
+  ] as const) {
+    it(`forward ${dtype} [${n}, ${ch}, ${spatial}] in ${groups} groups (vec ${vec})`, () => {
+      const x = randomTensor([n, ch, spatial], 15, { scale: 2, offset: 0.3, bf16: dtype === "bf16" });
+      const w = randomTensor([ch], 16, { bf16: dtype === "bf16" });
+      const b = randomTensor([ch], 17, { bf16: dtype === "bf16" });
+      const rows = n * groups;
+      const run = runInEmulator(groupNormForward({ dtype, vec }), {
+        x,
+        y: zeros([n, ch, spatial]),
+        w,
+        b,
+        rows,
+        groups,
+        channelsPerGroup: ch / groups,
+        spatial,
+        eps: EPS,
+      });
+      const ref = cpuReference({ x, w, b }, (g, input) => ({
+        y: g.add("groupNorm", [input("x", dtype).id, input("w", dtype).id, input("b", dtype).id], { groups, eps: EPS }),
+      }));
+      // As LayerNorm: |xhat| <= ~2 for uniform data, f32 statistics within 4e-6.
+      const a = agreement(run.tensors.get("y")!.data, ref.y.data, (i, want) => {
+        const c = Math.floor(i / spatial) % ch;
+        return bf16Out(dtype, 4e-6 * (2 * Math.abs(w.data[c]) + Math.abs(b.data[c])) + 1e-6 * Math.abs(want), want);
+      });
+      expect(a.worstRatio, `max |err| ${a.maxAbs}`).toBeLessThanOrEqual(1);
     });
   }
 });
