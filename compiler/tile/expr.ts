@@ -94,6 +94,9 @@ export class Expr<T extends ScalarType = ScalarType> {
   neg<U extends NumType>(this: Expr<U>): Expr<U> {
     return unary("neg", this);
   }
+  not(this: Expr<"pred">): Expr<"pred"> {
+    return unary("not", this);
+  }
   lt<U extends NumType>(this: Expr<U>, o: Operand<U>): Expr<"pred"> {
     return compare("lt", this, o);
   }
