@@ -109,7 +109,7 @@ export interface Agreement {
   worstIndex: number;
 }
 
-/** Compares element by element against per-element tolerances `tol(i, want)`. */
+/** Compares element by element against per-element tolerances `tol(i, want)` (PTC_AGREEMENT=1 prints it). */
 export function agreement(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number, want: number) => number): Agreement {
   if (got.length !== want.length) throw new Error(`length ${got.length} != ${want.length}`);
   let maxAbs = 0;
