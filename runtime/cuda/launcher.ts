@@ -114,7 +114,9 @@ export function launchWorkers(options: LaunchOptions): Promise<WorkerExit[]> {
     for (let localRank = 0; localRank < nprocPerNode; localRank++) {
       const env = { ...(options.env ?? process.env), ...workerEnv(layout, localRank) };
       const rank = Number(env.RANK);
-      const child = spawn(options.argv[0], options.argv.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
+      // Own process group (as torchrun's start_new_session): a terminal's Ctrl-C reaches the
+      // launcher only, which forwards it once; in the terminal's group each worker would get it twice.
+      const child = spawn(options.argv[0], options.argv.slice(1), { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
       children.push(child);
       for (const stream of ["stdout", "stderr"] as const) {
         const source = child[stream];

@@ -28,6 +28,13 @@ export interface LoaderOptions {
   /** Shuffle each epoch (default true). */
   readonly shuffle?: boolean;
   readonly augment?: AugmentOptions;
+  /**
+   * Data parallelism: the stream is dealt in slots of `batch` samples, round-robin over `count`
+   * ranks, and this loader reads slot `index`, `index + count`, ... (its positions are then local:
+   * local p is global `(floor(p / batch) * count + index) * batch + p % batch`). Unreadable samples
+   * are replaced from the rank's own slots. Default: the whole stream.
+   */
+  readonly shard?: { readonly index: number; readonly count: number };
 }
 
 export interface Batch {
@@ -78,7 +85,10 @@ interface PoolWorker {
 
 export class DataLoader {
   readonly source: DataSource;
-  readonly options: Required<Omit<LoaderOptions, "augment">> & { augment: AugmentOptions };
+  readonly options: Required<Omit<LoaderOptions, "augment" | "shard">> & {
+    augment: AugmentOptions;
+    shard: { index: number; count: number };
+  };
   private next_: number;
   private issued: number;
   private readonly inflight = new Map<number, Promise<SampleReply>>();
@@ -107,7 +117,11 @@ export class DataLoader {
       shuffle: true,
       ...options,
       augment: options.augment ?? defaultAugment(options.task),
+      shard: { index: options.shard?.index ?? 0, count: options.shard?.count ?? 1 },
     };
+    const { index, count } = this.options.shard;
+    if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count)
+      throw new Error(`data loader: shard ${index} of ${count}`);
     this.next_ = this.options.position;
     this.issued = this.next_;
     const pipeline: PipelineOptions = { task: options.task, imageSize: options.imageSize, augment: this.options.augment };
@@ -143,7 +157,15 @@ export class DataLoader {
     return this.next_;
   }
 
-  /** Dataset index and RNG key of stream position p. */
+  /** The global stream position of this loader's position p (p itself without a shard). */
+  globalPosition(p: number): number {
+    const { index, count } = this.options.shard;
+    if (count === 1) return p;
+    const b = this.options.batch;
+    return (Math.floor(p / b) * count + index) * b + (p % b);
+  }
+
+  /** Dataset index and RNG key of global stream position p. */
   locate(p: number): { index: number; key: number; epoch: number } {
     const n = this.source.length;
     const epoch = Math.floor(p / n);
@@ -158,7 +180,7 @@ export class DataLoader {
   }
 
   private issue(p: number): void {
-    const { index, key } = this.locate(p);
+    const { index, key } = this.locate(this.globalPosition(p));
     const req: SampleRequest = { id: p, index, key };
     if (this.pool.length === 0) {
       this.inflight.set(p, handleRequest(this.source, this.inlineOptions, req));
@@ -210,10 +232,10 @@ export class DataLoader {
       this.next_++;
       if (r.ok) {
         got.push(r);
-        sampleKeys.push(this.locate(p).key);
+        sampleKeys.push(this.locate(this.globalPosition(p)).key);
         this.consecutiveFailures = 0;
       } else {
-        this.skipped.push({ key: r.key, reason: r.reason, position: p });
+        this.skipped.push({ key: r.key, reason: r.reason, position: this.globalPosition(p) });
         if (++this.consecutiveFailures > Math.max(100, this.source.length)) {
           throw new UserError(
             `no readable images: the last ${this.consecutiveFailures} samples all failed (${r.reason})`,

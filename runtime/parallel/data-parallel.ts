@@ -44,6 +44,11 @@ export interface StepHyper {
   readonly lr: number;
   /** 1-based number of this optimizer step (AdamW bias correction). */
   readonly step: number;
+  /**
+   * Drop this step's gradients without updating (the trainer saw a non-finite loss, agreed by every
+   * rank): no communication, `finite: false`. Every rank must pass the same value.
+   */
+  readonly skip?: boolean;
 }
 
 export interface StepStats {
@@ -138,6 +143,14 @@ export function initialValue(params: ReadonlyMap<string, HostTensor>, p: ParamSp
     throw new UserError(`data parallel: parameter ${p.name} has shape [${t.shape}], expected [${p.shape}]`, p.name);
   }
   return t.data as Float32Array;
+}
+
+/** The AdamW settings of `options` that are set: adamwUpdate spreads its defaults under them, so an undefined would win. */
+export function adamwOptionsOf(options: AdamWOptions): AdamWOptions {
+  const { beta1, beta2, eps, weightDecay, maxGradNorm } = options;
+  return Object.fromEntries(
+    Object.entries({ beta1, beta2, eps, weightDecay, maxGradNorm }).filter(([, v]) => v !== undefined),
+  ) as AdamWOptions;
 }
 
 /** clipScale exactly as adamwUpdate's graph computes it in f32: min(1, max / (norm + 1e-6)). */

@@ -9,6 +9,7 @@ import { execute, type HostTensor } from "../cpu/index.ts";
 import { assignBuckets, type BucketSchedule, bucketSchedule, type GradBucket, gradReadiness } from "./buckets.ts";
 import { type HostCollectives, inFlight } from "./collectives.ts";
 import {
+  adamwOptionsOf,
   copyTensor,
   type DataParallel,
   type DataParallelOptions,
@@ -88,7 +89,7 @@ export class DistributedDataParallel implements DataParallel {
     const exclude = options.exclude;
     this.update = adamwUpdate(
       adamwParams(options.gradGraph, exclude).filter((p) => this.gradViews.has(p.name)),
-      options,
+      adamwOptionsOf(options),
     );
   }
 
@@ -158,6 +159,11 @@ export class DistributedDataParallel implements DataParallel {
   async step(hyper: StepHyper): Promise<StepStats> {
     if (this.micro === 0) throw new Error("ddp: step() before any micro-batch");
     const microBatches = this.micro;
+    if (hyper.skip) {
+      for (const g of this.bucketGrads) g.fill(0);
+      this.micro = 0;
+      return { gradNorm: Number.NaN, clipScale: 1, finite: false, microBatches };
+    }
     const inputs = new Map<string, HostTensor>();
     for (const [name, acc] of this.gradViews) {
       const p = this.params.get(name)!;

@@ -16,6 +16,7 @@ import { execute, type HostTensor } from "../cpu/index.ts";
 import { gradReadiness } from "./buckets.ts";
 import { type HostCollectives, hybridGroups, inFlight } from "./collectives.ts";
 import {
+  adamwOptionsOf,
   clipScale,
   copyTensor,
   type DataParallel,
@@ -99,7 +100,7 @@ export class ShardedDataParallel implements DataParallel {
     // AdamW over the runs of the local shard; clipping is applied through gradScale (see step).
     this.update = adamwUpdate(
       this.runs.map((r, i) => ({ name: `run${i}`, shape: [r.length], decay: r.decay })),
-      { ...options, maxGradNorm: undefined },
+      { ...adamwOptionsOf(options), maxGradNorm: undefined },
     );
 
     const unitIndex = (name: string) => this.layout.param(name).unit;
@@ -238,6 +239,12 @@ export class ShardedDataParallel implements DataParallel {
   async step(hyper: StepHyper): Promise<StepStats> {
     if (this.micro === 0) throw new Error(`${this.strategy}: step() before any micro-batch`);
     const microBatches = this.micro;
+    if (hyper.skip) {
+      for (const g of this.fullGrads) g.fill(0);
+      this.gradShard.fill(0);
+      this.micro = 0;
+      return { gradNorm: Number.NaN, clipScale: 1, finite: false, microBatches };
+    }
     if (this.stage === 1) {
       await Promise.all(
         this.layout.units.map((u) => this.shard.reduceScatter(this.fullGrads[u.index], this.layout.local(u, this.gradShard))),

@@ -27,6 +27,7 @@ import path from "node:path";
 import { UserError } from "../../compiler/ir/index.ts";
 import type { HostTensor } from "../cpu/tensor.ts";
 import { readSafetensors, writeSafetensors } from "../io/index.ts";
+import type { RankPositions } from "./data-position.ts";
 
 export const CHECKPOINT_FORMAT = "ptc-train-checkpoint";
 export const CHECKPOINT_VERSION = 1;
@@ -44,7 +45,16 @@ export interface CheckpointState {
    * step are the whole RNG state.
    */
   readonly rng: { readonly seed: number };
-  readonly data: { readonly position: number; readonly source: string; readonly length: number };
+  /**
+   * The global stream position; on a data-parallel run also every rank's local position (its loader
+   * reads its own slots of the stream; see data-position.ts).
+   */
+  readonly data: {
+    readonly position: number;
+    readonly source: string;
+    readonly length: number;
+    readonly ranks?: RankPositions;
+  };
   readonly skipped: { readonly nonFinite: number; readonly consecutiveNonFinite: number; readonly samples: number };
   /** The run's settings (what --resume continues with). */
   readonly run: Record<string, unknown>;

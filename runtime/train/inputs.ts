@@ -44,22 +44,50 @@ export function checkInputs(graph: Graph, def: ModelDefinition): void {
   }
 }
 
-/** The seed of micro-batch inputs the model draws itself (masks): a function of the run seed and stream position. */
-export function extraInputSeed(seed: number, position: number): number {
-  return mix32((seed ^ hashString("model-inputs") ^ Math.imul(position + 1, 0x9e3779b9)) >>> 0);
+/**
+ * The seed of the inputs a model draws itself (masks) for one sample: a function of the run seed and
+ * the sample's RNG key (which the loader derives from the seed, epoch and dataset index), so a
+ * sample gets the same mask whichever micro-batch or rank it lands in.
+ */
+export function extraInputSeed(seed: number, sampleKey: number): number {
+  return mix32((seed ^ hashString("model-inputs") ^ Math.imul(sampleKey + 1, 0x9e3779b9)) >>> 0);
 }
 
+/** The model's `sampleInputs`, drawn one sample at a time (batch 1, that sample's seed) and stacked. */
+function drawPerSample(traced: TracedModel, def: ModelDefinition, seeds: readonly number[]): Map<string, TensorData> {
+  const parts = seeds.map((s) => def.sampleInputs?.(traced.config, { ...traced.options, batch: 1 }, s) ?? {});
+  const out = new Map<string, TensorData>();
+  for (const name of Object.keys(parts[0] ?? {})) {
+    const first = parts[0][name];
+    const per = first.data.length;
+    const data = first.dtype === "i32" ? new Int32Array(per * seeds.length) : new Float32Array(per * seeds.length);
+    parts.forEach((p, i) => {
+      const d = p[name];
+      if (!d || d.data.length !== per || d.shape[0] !== 1)
+        throw new UserError(`sampleInputs gave '${name}' of another size for batch 1`, "--data");
+      data.set(d.data, i * per);
+    });
+    out.set(name, { shape: [seeds.length, ...first.shape.slice(1)], dtype: first.dtype, data });
+  }
+  return out;
+}
+
+/** The graph inputs of one micro-batch; `seed` is the run's seed (per-sample draws use extraInputSeed). */
 export function batchInputs(traced: TracedModel, def: ModelDefinition, batch: Batch, seed: number): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
-  let extra: Record<string, TensorData> | undefined;
+  let extra: Map<string, TensorData> | undefined;
   for (const n of traced.graph.inputs()) {
     const name = String(n.attrs.name);
     let t: HostTensor | undefined;
     if (name === "image") t = batch.image;
     else if (name === "label") t = n.shape.length === 1 ? batch.classId : batch.labels;
     else {
-      extra ??= def.sampleInputs?.(traced.config, traced.options, seed) ?? {};
-      const d = extra[name];
+      extra ??= drawPerSample(
+        traced,
+        def,
+        batch.sampleKeys.map((k) => extraInputSeed(seed, k)),
+      );
+      const d = extra.get(name);
       if (d) t = hostTensor(d.shape, d.dtype, d.data);
     }
     if (!t) throw new UserError(`no data for the model input '${name}' ${n.dtype}${formatShape(n.shape)}`, "--data");

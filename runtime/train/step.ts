@@ -61,6 +61,16 @@ export function zerosLike(shape: Shape): HostTensor {
   return hostTensor(shape, "f32");
 }
 
+/** A training forward must have a `loss` output; the error names the outputs it has. */
+export function checkLossOutput(forward: Graph): void {
+  if (!forward.outputs.has("loss")) {
+    throw new UserError(
+      `the model's training forward has no 'loss' output (outputs: ${[...forward.outputs.keys()].join(", ")}); pick a task that trains, e.g. --task pretrain`,
+      "--task",
+    );
+  }
+}
+
 export class StepRunner {
   readonly params: readonly AdamWParam[];
   readonly accumSteps: number;
@@ -71,13 +81,7 @@ export class StepRunner {
   readonly gradGraph: Graph;
 
   constructor(executor: Executor, forward: Graph, accumSteps: number, settings: OptimizerSettings) {
-    const lossNode = forward.outputs.get("loss");
-    if (lossNode === undefined) {
-      throw new UserError(
-        `the model's training forward has no 'loss' output (outputs: ${[...forward.outputs.keys()].join(", ")}); pick a task that trains, e.g. --task pretrain`,
-        "--task",
-      );
-    }
+    checkLossOutput(forward);
     this.gradGraph = grad(forward, { loss: "loss" });
     this.params = adamwParams(this.gradGraph, settings.exclude ?? decayExcluded);
     this.accumSteps = accumSteps;

@@ -2,7 +2,13 @@
 // step, log, checkpoint. Everything that decides the numbers (weights, moments, step counters,
 // the data position, the seed) is in the checkpoint, and every random draw is a function of the
 // seed and the step or stream position, so a resumed run repeats the uninterrupted one exactly.
+//
+// On a data-parallel job (ctx.distributed) every rank runs this loop: its loader reads its own
+// slots of each global batch, the engine reduces the gradients and shares the losses and
+// bookkeeping, so every rank takes the same decisions; only rank 0 reports, logs and writes
+// checkpoints (full tensors, gathered from every rank).
 
+import { adamwParams } from "../../compiler/autodiff/index.ts";
 import { type ModelDefinition, type TracedModel, traceModel } from "../../compiler/dsl/model.ts";
 import { formatShape, UserError } from "../../compiler/ir/index.ts";
 import { hashString, initParams, mix32 } from "../cpu/index.ts";
@@ -10,6 +16,7 @@ import type { HostTensor } from "../cpu/tensor.ts";
 import { DataLoader, type SkippedSample } from "../data/loader.ts";
 import { openDataSource } from "../data/open.ts";
 import type { DataSource } from "../data/source.ts";
+import type { DataParallelStrategy } from "../parallel/data-parallel.ts";
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
@@ -18,12 +25,14 @@ import {
   removeStaleTemps,
   saveCheckpoint,
 } from "./checkpoint.ts";
+import { globalPosition, resumePosition } from "./data-position.ts";
+import { DistributedEngine, type DistributedOptions, LocalEngine, type StepEngine } from "./engine.ts";
 import { type Executor, executorNamed, type TensorMap } from "./executor.ts";
 import { applyInitWeights, type InitReport, summariseNames } from "./init-weights.ts";
-import { batchInputs, checkInputs, dataTaskOf, extraInputSeed } from "./inputs.ts";
+import { batchInputs, checkInputs, dataTaskOf } from "./inputs.ts";
 import { JsonlLog, type ProgressSink, silentProgress } from "./progress.ts";
 import { learningRate, type Schedule } from "./schedule.ts";
-import { type OptimizerState, StepRunner } from "./step.ts";
+import { checkLossOutput, type OptimizerSettings, type OptimizerState, StepRunner } from "./step.ts";
 
 /** Every setting of a run; stored in each checkpoint and continued by --resume. */
 export interface RunConfig {
@@ -54,6 +63,12 @@ export interface RunConfig {
   /** Data worker threads (0: decode inline). */
   readonly workers: number;
   readonly init: string | null;
+  /** Ranks of the data-parallel job (1: one process). */
+  readonly world: number;
+  /** Data-parallel strategy when world > 1. */
+  readonly strategy: DataParallelStrategy;
+  /** hsdp: ranks per shard group (default: the ranks of one node). */
+  readonly shardSize: number | null;
 }
 
 export interface TrainHooks {
@@ -75,6 +90,8 @@ export interface TrainContext {
   readonly interrupt?: { requested: boolean };
   /** Replaces the --data source (tests). */
   readonly source?: DataSource;
+  /** This process is one rank of a data-parallel job over these collectives. */
+  readonly distributed?: DistributedOptions;
 }
 
 export interface StepRecord {
@@ -121,10 +138,6 @@ export class TrainingDiverged extends UserError {
   }
 }
 
-function imagesPerStepOf(run: RunConfig, executor: Executor): number {
-  return run.microBatch * run.accum * executor.worldSize;
-}
-
 export function dropoutSeed(seed: number, step: number, micro: number, accum: number): number {
   return mix32((seed ^ hashString("dropout") ^ Math.imul(step * accum + micro + 1, 0x85ebca6b)) >>> 0);
 }
@@ -138,9 +151,9 @@ function outputClasses(traced: TracedModel): number {
   return 10;
 }
 
-function checkResumeTensors(resume: Checkpoint, runner: StepRunner): void {
+function checkResumeTensors(resume: Checkpoint, params: readonly { name: string; shape: readonly number[] }[]): void {
   const problems: string[] = [];
-  for (const p of runner.params) {
+  for (const p of params) {
     const t = resume.params.get(p.name);
     if (!t) problems.push(`${p.name} missing`);
     else if (t.shape.join() !== p.shape.join())
@@ -153,8 +166,14 @@ function checkResumeTensors(resume: Checkpoint, runner: StepRunner): void {
 
 export async function train(ctx: TrainContext): Promise<TrainResult> {
   const { run, definition: def } = ctx;
-  const executor = ctx.executor ?? executorNamed(run.backend);
-  const progress = ctx.progress ?? silentProgress;
+  const world = ctx.distributed?.world.size ?? 1;
+  const rank = ctx.distributed?.world.rank ?? 0;
+  const lead = rank === 0;
+  if (world > 1 && run.backend !== "cpu")
+    throw new UserError(`data parallelism runs on the cpu backend only (for now), not '${run.backend}'`, "--backend");
+  const executor: Executor | undefined = world === 1 ? (ctx.executor ?? executorNamed(run.backend)) : undefined;
+  // Only rank 0 reports; the others stay quiet unless they fail.
+  const progress = lead ? (ctx.progress ?? silentProgress) : silentProgress;
   const traced = traceModel(def, {
     config: run.config,
     task: run.task ?? undefined,
@@ -168,31 +187,43 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const imageNode = traced.graph.inputs().find((n) => n.attrs.name === "image");
   if (!imageNode) throw new UserError("the model has no 'image' input to feed from --data", "--data");
   const imageSize: [number, number] = [imageNode.shape[2], imageNode.shape[3]];
-  const runner = new StepRunner(executor, traced.graph, run.accum, { weightDecay: run.weightDecay, clip: run.clip ?? undefined });
+  const settings: OptimizerSettings = { weightDecay: run.weightDecay, clip: run.clip ?? undefined };
+  checkLossOutput(traced.graph);
 
   // Weights and optimizer state: a checkpoint's, or fresh (optionally with --init weights).
-  let state: OptimizerState;
-  let init: InitReport | undefined;
   const resume = ctx.resume;
+  const trained = adamwParams(traced.graph);
+  let init: InitReport | undefined;
+  let resumed: OptimizerState | undefined;
+  let fresh: Map<string, HostTensor> | undefined;
   if (resume) {
-    checkResumeTensors(resume, runner);
-    state = {
-      params: new Map(runner.params.map((p) => [p.name, resume.params.get(p.name) as HostTensor])),
-      m: new Map(runner.params.map((p) => [p.name, resume.m.get(p.name) as HostTensor])),
-      v: new Map(runner.params.map((p) => [p.name, resume.v.get(p.name) as HostTensor])),
+    checkResumeTensors(resume, trained);
+    resumed = {
+      params: new Map(trained.map((p) => [p.name, resume.params.get(p.name) as HostTensor])),
+      m: new Map(trained.map((p) => [p.name, resume.m.get(p.name) as HostTensor])),
+      v: new Map(trained.map((p) => [p.name, resume.v.get(p.name) as HostTensor])),
       optimizerStep: resume.state.optimizerStep,
     };
-  } else {
-    const fresh = initParams(runner.gradGraph, run.seed);
-    if (run.init) {
-      init = applyInitWeights(run.init, runner.params, fresh);
+  }
+  if (!resume || world > 1) {
+    fresh = initParams(traced.graph, run.seed);
+    if (run.init && !resume) {
+      init = applyInitWeights(run.init, trained, fresh);
       progress.message(
         `init: loaded ${init.loaded.length} parameters from ${init.file} (${summariseNames(init.loaded)}); ` +
           `fresh ${init.fresh.length}${init.fresh.length ? ` (${summariseNames(init.fresh)}: ${init.fresh.slice(0, 6).join(", ")}${init.fresh.length > 6 ? ", ..." : ""})` : ""}; ` +
           `unused ${init.unused.length}${init.unused.length ? ` (${summariseNames(init.unused)})` : ""}`,
       );
     }
-    state = runner.initialState(fresh);
+  }
+  let engine: StepEngine;
+  if (ctx.distributed && world > 1) {
+    const initial = new Map(fresh as Map<string, HostTensor>);
+    if (resumed) for (const [k, t] of resumed.params) initial.set(k, t);
+    engine = await DistributedEngine.create(traced.graph, run.accum, settings, ctx.distributed, initial, resumed);
+  } else {
+    const runner = new StepRunner(executor as Executor, traced.graph, run.accum, settings);
+    engine = new LocalEngine(runner, resumed ?? runner.initialState(fresh as Map<string, HostTensor>));
   }
 
   const source =
@@ -204,26 +235,35 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       `warning: the data differs from the checkpoint's (${resume.state.data.source}); the resumed run will not repeat the original exactly`,
     );
   }
+  const start = resume ? resumePosition(resume.state.data, rank, world, run.microBatch) : { position: 0, exact: true };
+  if (!start.exact) {
+    progress.message(
+      `warning: the checkpoint's data position (${resume?.state.data.position}) does not fall on a global batch of this layout ` +
+        `(${world} x ${run.microBatch}); continuing at the next one, some samples are not seen`,
+    );
+  }
   const loader = new DataLoader(source, {
     task,
     batch: run.microBatch,
     imageSize,
     seed: run.seed,
     workers: run.workers,
-    position: resume?.state.data.position ?? 0,
+    position: start.position,
+    shard: world > 1 ? { index: rank, count: world } : undefined,
   });
   loader.warmUp();
-  const log = run.log ? new JsonlLog(run.log) : undefined;
+  const log = run.log && lead ? new JsonlLog(run.log) : undefined;
   if (log) {
     if (resume) log.truncateAfter(step);
     else log.clear();
   }
-  removeStaleTemps(run.ckptDir);
-  const params = runner.params.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  if (lead) removeStaleTemps(run.ckptDir);
+  const params = trained.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  const imagesPerStep = run.microBatch * run.accum * world;
   progress.message(
     `train ${traced.name} ${traced.configName}${traced.task ? ` (${traced.task})` : ""}: ${(params / 1e6).toFixed(2)}M params, ` +
-      `${run.precision} on ${executor.name}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
-      `global batch ${imagesPerStepOf(run, executor)} = ${executor.worldSize} x ${run.microBatch} x ${run.accum}; ` +
+      `${run.precision} on ${executor?.name ?? `cpu, ${world} ranks (${(engine as DistributedEngine).strategy})`}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
+      `global batch ${imagesPerStep} = ${world} x ${run.microBatch} x ${run.accum}; ` +
       `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
       `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
       (resume ? `; resuming at step ${resume.state.step} from ${resume.dir}` : ""),
@@ -233,37 +273,49 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   let skippedSteps = resume?.state.skipped.nonFinite ?? 0;
   let consecutive = resume?.state.skipped.consecutiveNonFinite ?? 0;
   const skippedBefore = resume?.state.skipped.samples ?? 0;
+  let skippedSince = 0;
   let lastLoss: number | null = resume?.state.lastLoss ?? null;
   let lastSaved: string | undefined;
   let lastSavedStep = -1;
+  let lastState: OptimizerState | undefined;
+  let positions: readonly number[] = [];
   const records: StepRecord[] = [];
-  const imagesPerStep = imagesPerStepOf(run, executor);
   let timedSeconds = 0;
   let timedSteps = 0;
   let ema: number | undefined;
 
-  const save = (): string => {
-    const ckptState: CheckpointState = {
-      format: CHECKPOINT_FORMAT,
-      version: CHECKPOINT_VERSION,
-      step,
-      optimizerStep: state.optimizerStep,
-      rng: { seed: run.seed },
-      data: { position: loader.position, source: source.describe(), length: source.length },
-      skipped: { nonFinite: skippedSteps, consecutiveNonFinite: consecutive, samples: skippedBefore + loader.skipped.length },
-      run: { ...run },
-      params: runner.params.map((p) => p.name),
-      lastLoss,
-      savedAt: new Date().toISOString(),
-    };
-    const hook = ctx.hooks?.beforeCheckpointCommit;
-    const dir = saveCheckpoint(run.ckptDir, ckptState, state, {
-      keep: run.keep,
-      beforeCommit: hook ? () => hook(step) : undefined,
-    });
-    lastSaved = dir;
+  // Collective on a data-parallel job: every rank gathers the full state; rank 0 writes it.
+  const save = async (): Promise<void> => {
+    const state = await engine.state();
+    lastState = state;
+    if (lead) {
+      const ckptState: CheckpointState = {
+        format: CHECKPOINT_FORMAT,
+        version: CHECKPOINT_VERSION,
+        step,
+        optimizerStep: engine.optimizerStep,
+        rng: { seed: run.seed },
+        data: {
+          position: globalPosition(positions, run.microBatch),
+          source: source.describe(),
+          length: source.length,
+          ...(world > 1 ? { ranks: { batch: run.microBatch, positions: [...positions] } } : {}),
+        },
+        skipped: { nonFinite: skippedSteps, consecutiveNonFinite: consecutive, samples: skippedBefore + skippedSince },
+        run: { ...run },
+        params: trained.map((p) => p.name),
+        lastLoss,
+        savedAt: new Date().toISOString(),
+      };
+      const hook = ctx.hooks?.beforeCheckpointCommit;
+      lastSaved = saveCheckpoint(run.ckptDir, ckptState, state, {
+        keep: run.keep,
+        beforeCommit: hook ? () => hook(step) : undefined,
+      });
+    }
+    // The others wait for the write: an interrupted job exits only once its checkpoint exists.
+    await engine.barrier();
     lastSavedStep = step;
-    return dir;
   };
 
   let interrupted = false;
@@ -275,12 +327,18 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       const inputs: TensorMap[] = [];
       const seeds: number[] = [];
       for (let k = 0; k < run.accum; k++) {
-        const start = loader.position;
         const batch = await loader.next();
-        inputs.push(batchInputs(traced, def, batch, extraInputSeed(run.seed, start)));
-        seeds.push(dropoutSeed(run.seed, step, k, run.accum));
+        inputs.push(batchInputs(traced, def, batch, run.seed));
+        // Global micro-batch k * world + rank: one process with accum x world micro-batches draws the same seeds.
+        seeds.push(dropoutSeed(run.seed, step, k * world + rank, run.accum * world));
       }
-      const r = await runner.run(state, inputs, seeds, lr);
+      const r = await engine.step(inputs, seeds, lr, {
+        interrupt: () => ctx.interrupt?.requested ?? false,
+        skippedSamples: loader.skipped.length,
+        position: loader.position,
+      });
+      positions = r.positions;
+      skippedSince = r.skippedSamples;
       step++;
       if (r.applied) consecutive = 0;
       else {
@@ -301,13 +359,13 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         gradNorm: r.gradNorm,
         clipScale: r.clipScale,
         applied: r.applied,
-        optimizerStep: state.optimizerStep,
+        optimizerStep: engine.optimizerStep,
         imagesPerSec: imagesPerStep / seconds,
         stepSeconds: seconds,
         dataWaitMs: loader.waitMs - wait0,
         skippedSteps,
         consecutiveSkips: consecutive,
-        skippedSamples: skippedBefore + loader.skipped.length,
+        skippedSamples: skippedBefore + skippedSince,
       };
       records.push(rec);
       // JSON has no NaN/Infinity: non-finite numbers are written as strings.
@@ -336,14 +394,16 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
           );
         }
       }
-      if ((run.ckptEvery > 0 && step % run.ckptEvery === 0) || step === run.steps) save();
+      if ((run.ckptEvery > 0 && step % run.ckptEvery === 0) || step === run.steps) await save();
       ctx.hooks?.afterStep?.(step);
       // Yield to the event loop once per step: signal handlers (Ctrl-C) and worker messages run
       // only there, and a step whose data is already decoded never leaves the microtask queue.
       await new Promise((resolve) => setImmediate(resolve));
-      if (ctx.interrupt?.requested && step < run.steps) {
+      // One process stops on its own flag; the ranks of a job on the flag they all shared in the step.
+      const stop = world === 1 ? (ctx.interrupt?.requested ?? false) : r.interrupt;
+      if (stop && step < run.steps) {
         interrupted = true;
-        if (lastSavedStep !== step) save();
+        if (lastSavedStep !== step) await save();
         break;
       }
     }
@@ -351,10 +411,11 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     progress.done();
     await loader.close();
   }
+  const state = world === 1 ? await engine.state() : (lastState ?? (await engine.state()));
   return {
     records,
     step,
-    optimizerStep: state.optimizerStep,
+    optimizerStep: engine.optimizerStep,
     params: state.params,
     state,
     interrupted,

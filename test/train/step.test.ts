@@ -226,6 +226,9 @@ function runConfig(name: string, overrides: Partial<RunConfig> = {}): RunConfig 
     maxSkips: 10,
     workers: 0,
     init: null,
+    world: 1,
+    strategy: "ddp",
+    shardSize: null,
     ...overrides,
   };
 }
