@@ -1,8 +1,9 @@
-// Backends that execute a graph: a name, whether it can run here, and execute(). Only the CPU
-// reference executor is registered here; the PTX emulator and CUDA backends register themselves.
+// Backends that execute a graph: a name, whether it can run here, and execute(). The CPU reference
+// executor, and the device backends of runtime/exec (the PTX emulator and the CUDA driver).
 
 import { type Graph, UserError } from "../../compiler/ir/index.ts";
 import { execute as cpuExecute, type HostTensor } from "../cpu/index.ts";
+import { cudaBackend, ptxEmuBackend } from "../exec/backends.ts";
 
 export interface BackendFeeds {
   readonly inputs: ReadonlyMap<string, HostTensor>;
@@ -49,3 +50,6 @@ registerBackend({
   available: () => true,
   execute: async (graph, feeds, options) => cpuExecute(graph, feeds, { seed: options.seed }).outputs,
 });
+
+registerBackend(ptxEmuBackend);
+registerBackend(cudaBackend);

@@ -1,0 +1,255 @@
+// Where each buffer of a plan lives. Params and constants get their own allocations (they stay
+// resident across runs); inputs, temporaries and outputs share one arena by liveness: a buffer is
+// live from its first to its last launch (inputs from before launch 0, since they are uploaded
+// first; outputs to after the last, since they are downloaded), and two buffers share bytes only
+// when their live ranges are disjoint. Offsets come from a best-fit allocator that visits buffers by
+// first use. A view (aliasOf) has no storage of its own: its owner's live range grows to cover it.
+
+import type { ExecutablePlan, PlanBuffer } from "../../compiler/lower/plan.ts";
+import { alignUp } from "./device.ts";
+
+export type Region = "arena" | "persistent" | "external" | "unused";
+
+export interface Placement {
+  readonly region: Region;
+  /** The buffer that owns the storage (itself, or the end of its aliasOf chain). */
+  readonly root: number;
+  /** Byte offset of this buffer inside its root's storage. */
+  readonly aliasOffset: number;
+  /** Arena offset of the root (region "arena"). */
+  readonly arenaOffset: number;
+}
+
+export interface LiveRange {
+  readonly root: number;
+  /** Launch index; -1 = before the first launch. */
+  readonly start: number;
+  /** Launch index; launches.length = after the last one. */
+  readonly end: number;
+  /** Bytes the root's storage needs (aligned). */
+  readonly bytes: number;
+}
+
+export interface MemoryPlan {
+  /** By buffer id. */
+  readonly placements: ReadonlyMap<number, Placement>;
+  /** Live ranges of the arena's roots. */
+  readonly ranges: readonly LiveRange[];
+  /** Storage bytes of each persistent root. */
+  readonly persistent: ReadonlyMap<number, number>;
+  /** The arena's size. */
+  readonly arenaBytes: number;
+  /** Most bytes live at one launch: a lower bound for any arena (the rest is fragmentation). */
+  readonly livePeakBytes: number;
+  /** Sum of the arena roots' sizes: what the arena would need without sharing. */
+  readonly unsharedBytes: number;
+  readonly persistentBytes: number;
+}
+
+export interface MemoryPlanOptions {
+  /** Buffer ids (roots) whose storage the caller binds; they get none here. */
+  readonly external?: ReadonlySet<number>;
+  /** Give every buffer its own arena slot (no sharing): a debugging aid. */
+  readonly noSharing?: boolean;
+}
+
+function buffersById(plan: ExecutablePlan): Map<number, PlanBuffer> {
+  const m = new Map<number, PlanBuffer>();
+  for (const b of plan.buffers) {
+    if (m.has(b.id)) throw new Error(`plan: buffer id ${b.id} appears twice`);
+    m.set(b.id, b);
+  }
+  return m;
+}
+
+/** The root of a buffer's alias chain and its byte offset there. */
+function resolveAlias(byId: ReadonlyMap<number, PlanBuffer>, id: number): { root: number; offset: number } {
+  let offset = 0;
+  let cur = id;
+  for (let hops = 0; ; hops++) {
+    const b = byId.get(cur);
+    if (!b) throw new Error(`plan: buffer ${cur} (aliased by ${id}) does not exist`);
+    if (!b.aliasOf) return { root: cur, offset };
+    if (hops > byId.size) throw new Error(`plan: alias cycle through buffer ${id}`);
+    offset += b.aliasOf.offsetBytes;
+    cur = b.aliasOf.buffer;
+  }
+}
+
+export function planMemory(plan: ExecutablePlan, options: MemoryPlanOptions = {}): MemoryPlan {
+  const byId = buffersById(plan);
+  const n = plan.launches.length;
+  const external = options.external ?? new Set<number>();
+  interface Group {
+    start: number;
+    end: number;
+    bytes: number;
+    persistent: boolean;
+  }
+  const groups = new Map<number, Group>();
+  const rootOf = new Map<number, { root: number; offset: number }>();
+  for (const b of plan.buffers) {
+    const r = resolveAlias(byId, b.id);
+    rootOf.set(b.id, r);
+    let g = groups.get(r.root);
+    if (!g) {
+      g = { start: Number.POSITIVE_INFINITY, end: Number.NEGATIVE_INFINITY, bytes: 0, persistent: false };
+      groups.set(r.root, g);
+    }
+    g.bytes = Math.max(g.bytes, r.offset + b.bytes);
+    if (b.role === "param" || b.role === "const") g.persistent = true;
+    if (b.role === "input") g.start = -1;
+    if (b.role === "output") g.end = n;
+    if (b.firstUse >= 0) {
+      g.start = Math.min(g.start, b.firstUse);
+      g.end = Math.max(g.end, b.lastUse);
+    }
+    if (b.role === "output") g.start = Math.min(g.start, g.end);
+    if (b.role === "input") g.end = Math.max(g.end, g.start);
+  }
+  for (const id of external) {
+    if (rootOf.get(id)?.root !== id) throw new Error(`plan: buffer ${id} is bound by the caller but is a view of another`);
+  }
+
+  const region = new Map<number, Region>();
+  const persistent = new Map<number, number>();
+  const ranges: LiveRange[] = [];
+  for (const [root, g] of groups) {
+    const used = Number.isFinite(g.start);
+    if (external.has(root)) region.set(root, "external");
+    else if (g.persistent && (used || byId.get(root)?.role === "const")) {
+      region.set(root, "persistent");
+      persistent.set(root, alignUp(Math.max(g.bytes, 1)));
+    } else if (!used) region.set(root, "unused");
+    else {
+      region.set(root, "arena");
+      ranges.push({ root, start: g.start, end: g.end, bytes: alignUp(Math.max(g.bytes, 1)) });
+    }
+  }
+
+  const offsets = options.noSharing ? stackOffsets(ranges) : bestFitOffsets(ranges);
+  const placements = new Map<number, Placement>();
+  for (const b of plan.buffers) {
+    const r = rootOf.get(b.id) as { root: number; offset: number };
+    placements.set(b.id, {
+      region: region.get(r.root) as Region,
+      root: r.root,
+      aliasOffset: r.offset,
+      arenaOffset: offsets.offsets.get(r.root) ?? 0,
+    });
+  }
+  return {
+    placements,
+    ranges,
+    persistent,
+    arenaBytes: offsets.arenaBytes,
+    livePeakBytes: livePeak(ranges),
+    unsharedBytes: ranges.reduce((s, r) => s + r.bytes, 0),
+    persistentBytes: [...persistent.values()].reduce((s, x) => s + x, 0),
+  };
+}
+
+interface Offsets {
+  offsets: Map<number, number>;
+  arenaBytes: number;
+}
+
+function stackOffsets(ranges: readonly LiveRange[]): Offsets {
+  const offsets = new Map<number, number>();
+  let top = 0;
+  for (const r of ranges) {
+    offsets.set(r.root, top);
+    top += r.bytes;
+  }
+  return { offsets, arenaBytes: top };
+}
+
+/**
+ * Best fit by first use: buffers are placed in order of their first launch (larger first on ties);
+ * before placing one, every buffer whose last use is earlier returns its block to the free list
+ * (adjacent blocks merge); the new buffer takes the smallest free block that fits, else grows the
+ * free block at the top of the arena, else goes on top.
+ */
+export function bestFitOffsets(ranges: readonly LiveRange[]): Offsets {
+  const order = [...ranges].sort((a, b) => a.start - b.start || b.bytes - a.bytes || a.root - b.root);
+  const offsets = new Map<number, number>();
+  const free: { offset: number; bytes: number }[] = []; // sorted by offset, never adjacent
+  let active: { end: number; offset: number; bytes: number }[] = [];
+  let top = 0;
+  const release = (offset: number, bytes: number) => {
+    let i = 0;
+    while (i < free.length && free[i].offset < offset) i++;
+    free.splice(i, 0, { offset, bytes });
+    if (i + 1 < free.length && free[i].offset + free[i].bytes === free[i + 1].offset) {
+      free[i].bytes += free[i + 1].bytes;
+      free.splice(i + 1, 1);
+    }
+    if (i > 0 && free[i - 1].offset + free[i - 1].bytes === free[i].offset) {
+      free[i - 1].bytes += free[i].bytes;
+      free.splice(i, 1);
+    }
+  };
+  for (const r of order) {
+    const still: typeof active = [];
+    for (const a of active) {
+      if (a.end < r.start) release(a.offset, a.bytes);
+      else still.push(a);
+    }
+    active = still;
+    let best = -1;
+    for (let i = 0; i < free.length; i++) {
+      if (free[i].bytes >= r.bytes && (best < 0 || free[i].bytes < free[best].bytes)) best = i;
+    }
+    let offset: number;
+    if (best >= 0) {
+      offset = free[best].offset;
+      free[best].offset += r.bytes;
+      free[best].bytes -= r.bytes;
+      if (free[best].bytes === 0) free.splice(best, 1);
+    } else if (free.length > 0 && free[free.length - 1].offset + free[free.length - 1].bytes === top) {
+      offset = (free.pop() as { offset: number }).offset;
+      top = offset + r.bytes;
+    } else {
+      offset = top;
+      top += r.bytes;
+    }
+    offsets.set(r.root, offset);
+    active.push({ end: r.end, offset, bytes: r.bytes });
+  }
+  return { offsets, arenaBytes: top };
+}
+
+/** The most bytes live at any one launch. */
+export function livePeak(ranges: readonly LiveRange[]): number {
+  const delta = new Map<number, number>();
+  for (const r of ranges) {
+    delta.set(r.start, (delta.get(r.start) ?? 0) + r.bytes);
+    delta.set(r.end + 1, (delta.get(r.end + 1) ?? 0) - r.bytes);
+  }
+  let live = 0;
+  let peak = 0;
+  for (const t of [...delta.keys()].sort((a, b) => a - b)) {
+    live += delta.get(t) as number;
+    peak = Math.max(peak, live);
+  }
+  return peak;
+}
+
+/** Every pair of arena roots that are live at the same launch and overlap in bytes (should be none). */
+export function placementConflicts(mp: MemoryPlan): [number, number][] {
+  const at = (root: number) => {
+    for (const p of mp.placements.values()) if (p.root === root) return p.arenaOffset;
+    return 0;
+  };
+  const rs = mp.ranges.map((r) => ({ ...r, offset: at(r.root) }));
+  const out: [number, number][] = [];
+  for (let i = 0; i < rs.length; i++)
+    for (let j = i + 1; j < rs.length; j++) {
+      const a = rs[i];
+      const b = rs[j];
+      const timeOverlap = a.start <= b.end && b.start <= a.end;
+      const byteOverlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+      if (timeOverlap && byteOverlap) out.push([a.root, b.root]);
+    }
+  return out;
+}
