@@ -12,7 +12,7 @@ describe("safetensors", () => {
   it("round-trips f32, bf16 (as raw bits) and i32", () => {
     const file = path.join(dir, "a.safetensors");
     const f = hostTensor([2, 3], "f32", [1, -2.5, 3e-8, 4, 5, 1e30]);
-    const b = hostTensor([3], "bf16", [1.00390625, -3.14159, 65504]);
+    const b = hostTensor([3], "bf16", [1.00390625, -3.140625, 65504]);
     const i = hostTensor([2], "i32", [-7, 2147483647]);
     writeSafetensors(file, { f, b, i }, { note: "x" });
     const idx = readSafetensorsIndex(file);
