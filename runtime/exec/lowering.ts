@@ -10,16 +10,16 @@ export const SEED_INPUT = "$seed";
 
 /** Why graphs cannot be lowered here, or true. */
 export function loweringAvailable(): true | string {
-  return "the graph lowering (compiler/lower: graph -> kernel launches) has not landed yet, so no model can run on a device; use --backend cpu";
+  return "the graph lowering (compiler/lower: graph -> kernel launches) has not landed yet, so no model can run on a device; use the cpu backend";
 }
 
 const plans = new WeakMap<Graph, ExecutablePlan>();
 
-/** The executable plan of a graph (lowered once per graph object). */
-export function lowerGraph(graph: Graph): ExecutablePlan {
+/** The executable plan of a graph (lowered once per graph object); `flag` locates a UserError. */
+export function lowerGraph(graph: Graph, flag = "--backend"): ExecutablePlan {
   const known = plans.get(graph);
   if (known) return known;
   const why = loweringAvailable();
-  if (why !== true) throw new UserError(why, "--backend");
+  if (why !== true) throw new UserError(why, flag);
   throw new Error("unreachable");
 }

@@ -17,6 +17,7 @@ import { DEFAULT_MASTER_PORT, type LaunchEnv, readLaunchEnv } from "../cuda/laun
 import { CpuCollectives } from "../parallel/cpu-collectives.ts";
 import { DATA_PARALLEL_STRATEGIES, type DataParallelStrategy } from "../parallel/data-parallel.ts";
 import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from "./checkpoint.ts";
+import { checkTrainDevice, type TrainDevice } from "./device-step.ts";
 import { launchTraining } from "./launch.ts";
 import { formatDuration, stderrProgress } from "./progress.ts";
 import { defaultWarmup, FINETUNE_LR, PAPER_MIN_LR } from "./schedule.ts";
@@ -39,6 +40,7 @@ interface TrainFlags {
   clip?: number;
   precision: string;
   backend: string;
+  device?: string;
   ckptDir?: string;
   ckptEvery: number;
   keep: number;
@@ -90,7 +92,18 @@ function nonNegativeNumber(flag: string) {
  * Flags a resumed run may change; everything else comes from the checkpoint. The world size, the
  * strategy and --accum may change too, as long as the global batch stays (see resumedRun).
  */
-const RESUMABLE = new Set(["steps", "ckptDir", "ckptEvery", "keep", "log", "maxSkips", "workers", "strategy", "shardSize"]);
+const RESUMABLE = new Set([
+  "steps",
+  "ckptDir",
+  "ckptEvery",
+  "keep",
+  "log",
+  "maxSkips",
+  "workers",
+  "strategy",
+  "shardSize",
+  "device",
+]);
 /** RunConfig keys by flag name, for the resume check. */
 const FLAG_OF: Record<string, string> = {
   config: "--config",
@@ -154,6 +167,7 @@ function freshRun(
     clip: flags.clip ?? null,
     precision: flags.precision as "f32" | "bf16",
     backend: flags.backend,
+    device: (flags.device as TrainDevice | undefined) ?? null,
     seed: flags.seed,
     imageSize: flags.imageSize ?? null,
     ckptDir,
@@ -305,6 +319,7 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
   if (flags.precision !== "f32" && flags.precision !== "bf16") {
     throw new UserError(`expected f32 or bf16, got '${flags.precision}'`, "--precision");
   }
+  checkTrainDevice(flags.device);
   if (flags.resume && flags.init)
     throw new UserError("give --resume (continue a run) or --init (start from its weights), not both", "--init");
   strategyOf(flags);
@@ -442,6 +457,7 @@ export function registerTrainCommand(program: Command): void {
     .option("--clip <x>", "clip the global gradient norm to this", positiveNumber("--clip"))
     .option("--precision <p>", "f32, or bf16 compute with f32 master weights and optimizer state", "f32")
     .option("--backend <name>", "backend that runs the step graphs", "cpu")
+    .option("--device <name>", "the whole step on a device, weights resident there: cuda | ptx-emu (default: --backend)")
     .option("--ckpt-dir <dir>", "checkpoint folder (default dist/runs/<model>-<config>[-<task>])")
     .option("--ckpt-every <n>", "checkpoint every n steps (0: only at the end and on Ctrl-C)", parseCount("--ckpt-every"), 1000)
     .option("--keep <n>", "checkpoints to keep", parsePositiveInt("--keep"), 3)

@@ -26,6 +26,7 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { globalPosition, resumePosition } from "./data-position.ts";
+import { DeviceEngine, type TrainDevice } from "./device-step.ts";
 import { DistributedEngine, type DistributedOptions, LocalEngine, type StepEngine } from "./engine.ts";
 import { type Executor, executorNamed, type TensorMap } from "./executor.ts";
 import { applyInitWeights, type InitReport, summariseNames } from "./init-weights.ts";
@@ -69,6 +70,8 @@ export interface RunConfig {
   readonly strategy: DataParallelStrategy;
   /** hsdp: ranks per shard group (default: the ranks of one node). */
   readonly shardSize: number | null;
+  /** --device: the whole step on this device with the weights resident (device-step.ts); null: --backend. */
+  readonly device?: TrainDevice | null;
 }
 
 export interface TrainHooks {
@@ -169,6 +172,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const world = ctx.distributed?.world.size ?? 1;
   const rank = ctx.distributed?.world.rank ?? 0;
   const lead = rank === 0;
+  if (world > 1 && run.device) throw new UserError("--device trains in one process for now", "--device");
   if (world > 1 && run.backend !== "cpu")
     throw new UserError(`data parallelism runs on the cpu backend only (for now), not '${run.backend}'`, "--backend");
   const executor: Executor | undefined = world === 1 ? (ctx.executor ?? executorNamed(run.backend)) : undefined;
@@ -221,6 +225,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     const initial = new Map(fresh as Map<string, HostTensor>);
     if (resumed) for (const [k, t] of resumed.params) initial.set(k, t);
     engine = await DistributedEngine.create(traced.graph, run.accum, settings, ctx.distributed, initial, resumed);
+  } else if (run.device) {
+    const start = resumed ?? { params: fresh as Map<string, HostTensor>, m: new Map(), v: new Map(), optimizerStep: 0 };
+    engine = await DeviceEngine.create(run.device, traced.graph, run.accum, settings, start);
   } else {
     const runner = new StepRunner(executor as Executor, traced.graph, run.accum, settings);
     engine = new LocalEngine(runner, resumed ?? runner.initialState(fresh as Map<string, HostTensor>));

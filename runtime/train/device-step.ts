@@ -1,0 +1,279 @@
+// `ptc train --device cuda|ptx-emu`: the whole optimizer step on one device, with the weights, the
+// AdamW moments and the gradient sum resident there (runtime/exec). The same three graphs as
+// StepRunner (step.ts) — the gradient graph per micro-batch, the accumulation graph, the AdamW graph
+// — each lowered once (compiler/lower) and run by a PlanExecutor whose params / inputs are bound to
+// the resident storage, so a step moves only the batch, a few scalars and the loss across the bus.
+// bf16 compute with f32 masters is what the traced graph says (--precision bf16 casts the f32
+// parameters inside the graph); activations share each plan's arena by liveness.
+//
+// Per step: micro-batch k runs the gradient plan (its grads stay in that plan's arena); k = 0 copies
+// them into the sum, k > 0 runs the accumulation plan (inputs bound to the sum and to the gradient
+// plan's outputs) and copies its result into the sum. A finite mean loss then runs the AdamW plan
+// (inputs bound to masters, sum, m, v) and copies its new param/m/v over the old ones when it
+// reports `finite`; otherwise nothing changes (StepRunner's rule).
+
+import {
+  type AdamWParam,
+  accumulateGrads,
+  adamwNames,
+  adamwParams,
+  adamwUpdate,
+  decayExcluded,
+  grad,
+  gradName,
+} from "../../compiler/autodiff/index.ts";
+import { type Graph, numel, UserError } from "../../compiler/ir/index.ts";
+import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
+import { cudaAvailable, withSeed } from "../exec/backends.ts";
+import { CudaDevice } from "../exec/cuda-device.ts";
+import type { Device, DeviceAddress } from "../exec/device.ts";
+import { EmuDevice } from "../exec/emu-device.ts";
+import { PlanExecutor } from "../exec/executor.ts";
+import { lowerGraph } from "../exec/lowering.ts";
+import type { LocalStepInfo, StepEngine, StepOutcome } from "./engine.ts";
+import type { TensorMap } from "./executor.ts";
+import type { OptimizerSettings, OptimizerState } from "./step.ts";
+
+export const TRAIN_DEVICES = ["cuda", "ptx-emu"] as const;
+export type TrainDevice = (typeof TRAIN_DEVICES)[number];
+
+/** --device: a known device, and (cuda) a usable driver: else the one-line error, before any work. */
+export function checkTrainDevice(device: string | undefined): void {
+  if (device === undefined) return;
+  if (!(TRAIN_DEVICES as readonly string[]).includes(device))
+    throw new UserError(`expected one of ${TRAIN_DEVICES.join(", ")}, got '${device}'`, "--device");
+  if (device === "cuda") {
+    const ok = cudaAvailable();
+    if (ok !== true) throw new UserError(ok, "--device");
+  }
+}
+
+interface Resident {
+  readonly bytes: number;
+  readonly master: DeviceAddress;
+  readonly m: DeviceAddress;
+  readonly v: DeviceAddress;
+  readonly sum: DeviceAddress;
+}
+
+export interface DeviceEngineOptions {
+  /** Replay each plan's launches as a captured graph (CUDA graphs) after its first run. */
+  readonly graphs?: boolean;
+}
+
+export class DeviceEngine implements StepEngine {
+  readonly worldSize = 1;
+  readonly rank = 0;
+  private applied: number;
+
+  private constructor(
+    readonly device: Device,
+    readonly params: readonly AdamWParam[],
+    private readonly resident: ReadonlyMap<string, Resident>,
+    private readonly gradPlan: PlanExecutor,
+    private readonly accumulate: PlanExecutor | undefined,
+    private readonly update: PlanExecutor,
+    private readonly accum: number,
+    optimizerStep: number,
+  ) {
+    this.applied = optimizerStep;
+  }
+
+  /** Lowers the step's graphs, opens the device, uploads `initial` (weights and moments). */
+  static async create(
+    kind: TrainDevice,
+    forward: Graph,
+    accum: number,
+    settings: OptimizerSettings,
+    initial: {
+      params: ReadonlyMap<string, HostTensor>;
+      m: ReadonlyMap<string, HostTensor>;
+      v: ReadonlyMap<string, HostTensor>;
+      optimizerStep: number;
+    },
+    options: DeviceEngineOptions = {},
+  ): Promise<DeviceEngine> {
+    // The device first: without a GPU `--device cuda` says so before any lowering work.
+    const device: Device = kind === "cuda" ? CudaDevice.open() : new EmuDevice();
+    const gradGraph = grad(forward, { loss: "loss" });
+    const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
+    const adamOptions = Object.fromEntries(
+      Object.entries({
+        weightDecay: settings.weightDecay,
+        maxGradNorm: settings.clip,
+        beta1: settings.beta1,
+        beta2: settings.beta2,
+        eps: settings.eps,
+      }).filter(([, v]) => v !== undefined),
+    );
+    const gradPlanData = lowerGraph(gradGraph, "--device");
+    const accPlanData = accum > 1 ? lowerGraph(accumulateGrads(params), "--device") : undefined;
+    const adamPlanData = lowerGraph(adamwUpdate(params, adamOptions), "--device");
+
+    const resident = new Map<string, Resident>();
+    for (const p of params) {
+      const bytes = numel(p.shape) * 4;
+      const r: Resident = {
+        bytes,
+        master: device.alloc(bytes),
+        m: device.alloc(bytes),
+        v: device.alloc(bytes),
+        sum: device.alloc(bytes),
+      };
+      resident.set(p.name, r);
+      // Missing moments start at zero (a fresh run); missing weights are a bug.
+      const f32 = (t: HostTensor | undefined, what: string) => {
+        if (!t && what === "weights") throw new Error(`device engine: no initial weights for ${p.name}`);
+        if (!t) return new Float32Array(numel(p.shape));
+        return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+      };
+      await device.upload(r.master, f32(initial.params.get(p.name), "weights"));
+      await device.upload(r.m, f32(initial.m.get(p.name), "m"));
+      await device.upload(r.v, f32(initial.v.get(p.name), "v"));
+    }
+    const poison = device.kind === "ptx-emu";
+    const gradParams = new Map(
+      Object.keys(gradPlanData.params).map((name) => {
+        const r = resident.get(name);
+        if (!r) throw new Error(`device engine: the gradient plan has parameter ${name}, which AdamW does not train`);
+        return [name, r.master];
+      }),
+    );
+    const gradPlan = await PlanExecutor.load(device, gradPlanData, {
+      label: "grad",
+      bind: { params: gradParams },
+      poison,
+      graph: options.graphs,
+    });
+    const bound = (plan: { inputs: Readonly<Record<string, number>> }, m: Map<string, DeviceAddress>) =>
+      new Map([...m].filter(([name]) => name in plan.inputs));
+    let accumulate: PlanExecutor | undefined;
+    if (accPlanData) {
+      const m = new Map<string, DeviceAddress>();
+      for (const p of params) {
+        m.set(`acc/${p.name}`, (resident.get(p.name) as Resident).sum);
+        m.set(`grad/${p.name}`, gradPlan.addressOf("outputs", gradName(p.name)));
+      }
+      accumulate = await PlanExecutor.load(device, accPlanData, {
+        label: "accumulate",
+        bind: { inputs: bound(accPlanData, m) },
+        poison,
+        graph: options.graphs,
+      });
+    }
+    const m = new Map<string, DeviceAddress>();
+    for (const p of params) {
+      const r = resident.get(p.name) as Resident;
+      m.set(adamwNames.param(p.name), r.master);
+      m.set(adamwNames.grad(p.name), r.sum);
+      m.set(adamwNames.m(p.name), r.m);
+      m.set(adamwNames.v(p.name), r.v);
+    }
+    const update = await PlanExecutor.load(device, adamPlanData, {
+      label: "adamw",
+      bind: { inputs: bound(adamPlanData, m) },
+      poison,
+      graph: options.graphs,
+    });
+    return new DeviceEngine(device, params, resident, gradPlan, accumulate, update, accum, initial.optimizerStep);
+  }
+
+  get optimizerStep(): number {
+    return this.applied;
+  }
+
+  /** Bytes each plan holds: its arena (activations shared by liveness) and resident parameters. */
+  memory(): Record<string, PlanExecutor["memory"]> {
+    const out: Record<string, PlanExecutor["memory"]> = { grad: this.gradPlan.memory, adamw: this.update.memory };
+    if (this.accumulate) out.accumulate = this.accumulate.memory;
+    return out;
+  }
+
+  async step(inputs: readonly TensorMap[], seeds: readonly number[], lr: number, local: LocalStepInfo): Promise<StepOutcome> {
+    if (inputs.length !== this.accum) throw new Error(`step: ${inputs.length} micro-batches for accumulation ${this.accum}`);
+    const losses: number[] = [];
+    for (let k = 0; k < inputs.length; k++) {
+      await this.gradPlan.uploadInputs(withSeed(this.gradPlan.plan, inputs[k], seeds[k]));
+      await this.gradPlan.launchAll();
+      losses.push((await this.gradPlan.readOutput("loss")).data[0]);
+      if (k === 0) {
+        for (const p of this.params) {
+          const r = this.resident.get(p.name) as Resident;
+          this.device.copy(r.sum, this.gradPlan.addressOf("outputs", gradName(p.name)), r.bytes);
+        }
+      } else {
+        const acc = this.accumulate as PlanExecutor;
+        await acc.uploadInputs(new Map());
+        await acc.launchAll();
+        for (const p of this.params) {
+          const r = this.resident.get(p.name) as Resident;
+          this.device.copy(r.sum, acc.addressOf("outputs", `acc/${p.name}`), r.bytes);
+        }
+      }
+    }
+    const loss = losses.reduce((a, b) => a + b, 0) / losses.length;
+    const outcome = (gradNorm: number, clipScale: number, applied: boolean): StepOutcome => ({
+      loss,
+      losses,
+      gradNorm,
+      clipScale,
+      applied,
+      interrupt: local.interrupt(),
+      skippedSamples: local.skippedSamples,
+      positions: [local.position],
+    });
+    if (!Number.isFinite(loss)) return outcome(Number.NaN, 1, false);
+    const scalar = (x: number) => hostTensor([], "f32", [x]);
+    await this.update.uploadInputs(
+      new Map([
+        [adamwNames.lr, scalar(lr)],
+        [adamwNames.step, scalar(this.applied + 1)],
+        [adamwNames.gradScale, scalar(1 / this.accum)],
+      ]),
+    );
+    await this.update.launchAll();
+    const read = async (name: string) => (await this.update.readOutput(name)).data[0];
+    const gradNorm = await read(adamwNames.gradNorm);
+    const clipScale = await read(adamwNames.clipScale);
+    const applied = (await read(adamwNames.finite)) === 1;
+    if (applied) {
+      for (const p of this.params) {
+        const r = this.resident.get(p.name) as Resident;
+        this.device.copy(r.master, this.update.addressOf("outputs", adamwNames.param(p.name)), r.bytes);
+        this.device.copy(r.m, this.update.addressOf("outputs", adamwNames.m(p.name)), r.bytes);
+        this.device.copy(r.v, this.update.addressOf("outputs", adamwNames.v(p.name)), r.bytes);
+      }
+      await this.device.synchronize();
+      this.applied++;
+    }
+    return outcome(gradNorm, clipScale, applied);
+  }
+
+  /** The f32 weights and moments, downloaded (for checkpoints). */
+  async state(): Promise<OptimizerState> {
+    const s: OptimizerState = { params: new Map(), m: new Map(), v: new Map(), optimizerStep: this.applied };
+    for (const p of this.params) {
+      const r = this.resident.get(p.name) as Resident;
+      for (const [what, addr] of [
+        ["params", r.master],
+        ["m", r.m],
+        ["v", r.v],
+      ] as const) {
+        const data = new Float32Array(numel(p.shape));
+        await this.device.download(addr, data);
+        s[what].set(p.name, hostTensor(p.shape, "f32", data));
+      }
+    }
+    return s;
+  }
+
+  async barrier(): Promise<void> {}
+
+  async dispose(): Promise<void> {
+    await this.gradPlan.dispose();
+    await this.accumulate?.dispose();
+    await this.update.dispose();
+    for (const r of this.resident.values()) for (const a of [r.master, r.m, r.v, r.sum]) this.device.free(a);
+    await this.device.dispose();
+  }
+}
