@@ -3,50 +3,18 @@
 
 import { numel } from "../../../compiler/ir/index.ts";
 import { type HostTensor, hostTensor } from "../tensor.ts";
+import { gemm } from "./gemm.ts";
 import { linearSource, nearestIndex } from "./nn.ts";
 import { registerKernel } from "./registry.ts";
 
-interface ConvGeometry {
-  n: number;
-  cin: number;
-  h: number;
-  w: number;
-  cout: number;
-  cpg: number;
-  kh: number;
-  kw: number;
-  oh: number;
-  ow: number;
-  stride: number[];
-  padding: number[];
-  dilation: number[];
-  groups: number;
-}
-
-/** Visits every (input pixel, weight tap, output pixel) triple of a conv2d, as flat offsets. */
-function forEachTap(geo: ConvGeometry, fn: (xi: number, wi: number, yi: number) => void): void {
-  const { n, cin, h, w, cout, cpg, kh, kw, oh, ow, stride, padding, dilation, groups } = geo;
-  const opg = cout / groups;
-  for (let b = 0; b < n; b++)
-    for (let co = 0; co < cout; co++) {
-      const g = Math.floor(co / opg);
-      for (let ci = 0; ci < cpg; ci++) {
-        const xc = (b * cin + g * cpg + ci) * h * w;
-        for (let ky = 0; ky < kh; ky++)
-          for (let kx = 0; kx < kw; kx++) {
-            const wi = ((co * cpg + ci) * kh + ky) * kw + kx;
-            for (let oy = 0; oy < oh; oy++) {
-              const iy = oy * stride[0] - padding[0] + ky * dilation[0];
-              if (iy < 0 || iy >= h) continue;
-              for (let ox = 0; ox < ow; ox++) {
-                const ix = ox * stride[1] - padding[1] + kx * dilation[1];
-                if (ix < 0 || ix >= w) continue;
-                fn(xc + iy * w + ix, wi, ((b * cout + co) * oh + oy) * ow + ox);
-              }
-            }
-          }
-      }
-    }
+/**
+ * Output positions o in [0, outSize) whose input coordinate o * stride + offset lies in [0, inSize):
+ * the taps of one kernel offset that do not fall in the padding.
+ */
+function validRange(outSize: number, inSize: number, stride: number, offset: number): [number, number] {
+  const lo = Math.max(0, Math.ceil(-offset / stride));
+  const hi = Math.min(outSize, Math.floor((inSize - 1 - offset) / stride) + 1);
+  return [lo, Math.max(lo, hi)];
 }
 
 function geometry(
@@ -75,25 +43,213 @@ function geometry(
   };
 }
 
+// The adjoints as matrix products over gathered taps, like the forward conv2d (im2col + gemm):
+//   dW[co, (ci,ky,kx)] = sum over (b, oy, ox) of dy[b, co, oy, ox] * x[b, ci, iy, ix]
+//   dX[b, ci, iy, ix]  = sum over (co, ky, kx) of W[co, ci, ky, kx] * dy[b, co, oy, ox]
+// where the gathered operand holds 0 for a tap in the padding (or between strides). gemm adds its
+// f64 products in k order from +0, and an exact zero term leaves an f64 sum unchanged, so each
+// output is the same f64 sum, in the same order, as visiting the taps one by one ((b, oy, ox) for a
+// weight; (co, ky, kx) for an input pixel), rounded once to f32: the same bits as that loop.
+
 registerKernel("conv2dBackwardInput", (node, [dy, w]) => {
-  const acc = new Float64Array(numel(node.shape));
-  const wd = w.data;
-  const dd = dy.data;
-  forEachTap(geometry(node.attrs, node.shape, w.shape, dy.shape), (xi, wi, yi) => {
-    acc[xi] += wd[wi] * dd[yi];
-  });
-  return hostTensor(node.shape, node.dtype, Float32Array.from(acc));
+  const {
+    n,
+    cin,
+    h,
+    w: wd_,
+    cout,
+    cpg,
+    kh,
+    kw,
+    oh,
+    ow,
+    stride,
+    padding,
+    dilation,
+    groups,
+  } = geometry(node.attrs, node.shape, w.shape, dy.shape);
+  const out = new Float32Array(numel(node.shape));
+  const wd = w.data as Float32Array;
+  const dd = dy.data as Float32Array;
+  const opg = cout / groups;
+  const taps = kh * kw;
+  const k = opg * taps;
+  const pixels = h * wd_;
+  const wt = new Float32Array(cpg * k);
+  const cols = new Float32Array(k * pixels);
+  for (let g = 0; g < groups; g++) {
+    // A = W of the group as [ci, (co, ky, kx)].
+    for (let c = 0; c < cpg; c++)
+      for (let co = 0; co < opg; co++) {
+        const src = ((g * opg + co) * cpg + c) * taps;
+        wt.set(wd.subarray(src, src + taps), c * k + co * taps);
+      }
+    for (let b = 0; b < n; b++) {
+      adjointTaps(dd, (b * cout + g * opg) * oh * ow, opg, kh, kw, oh, ow, h, wd_, stride, padding, dilation, cols);
+      gemm(
+        { data: wt, offset: 0, rowStride: k, colStride: 1 },
+        { data: cols, offset: 0, rowStride: pixels, colStride: 1 },
+        cpg,
+        k,
+        pixels,
+        out,
+        (b * cin + g * cpg) * pixels,
+        pixels,
+      );
+    }
+  }
+  return hostTensor(node.shape, node.dtype, out);
 });
 
 registerKernel("conv2dBackwardWeight", (node, [x, dy]) => {
-  const acc = new Float64Array(numel(node.shape));
-  const xd = x.data;
-  const dd = dy.data;
-  forEachTap(geometry(node.attrs, x.shape, node.shape, dy.shape), (xi, wi, yi) => {
-    acc[wi] += xd[xi] * dd[yi];
-  });
-  return hostTensor(node.shape, node.dtype, Float32Array.from(acc));
+  const {
+    n,
+    cin,
+    h,
+    w: wd_,
+    cout,
+    cpg,
+    kh,
+    kw,
+    oh,
+    ow,
+    stride,
+    padding,
+    dilation,
+    groups,
+  } = geometry(node.attrs, x.shape, node.shape, dy.shape);
+  const out = new Float32Array(numel(node.shape));
+  const xd = x.data as Float32Array;
+  const dd = dy.data as Float32Array;
+  const opg = cout / groups;
+  const taps = cpg * kh * kw;
+  const pixels = oh * ow;
+  const q = n * pixels;
+  const dyg = new Float32Array(opg * q);
+  const colsT = new Float32Array(q * taps);
+  for (let g = 0; g < groups; g++) {
+    // A = dy of the group as [co, (b, oy, ox)]; B = x's taps as [(b, oy, ox), (ci, ky, kx)].
+    for (let co = 0; co < opg; co++)
+      for (let b = 0; b < n; b++) {
+        const src = (b * cout + g * opg + co) * pixels;
+        dyg.set(dd.subarray(src, src + pixels), co * q + b * pixels);
+      }
+    for (let b = 0; b < n; b++)
+      tapsTransposed(
+        xd,
+        (b * cin + g * cpg) * h * wd_,
+        h,
+        wd_,
+        cpg,
+        kh,
+        kw,
+        oh,
+        ow,
+        stride,
+        padding,
+        dilation,
+        colsT,
+        b * pixels,
+      );
+    gemm(
+      { data: dyg, offset: 0, rowStride: q, colStride: 1 },
+      { data: colsT, offset: 0, rowStride: taps, colStride: 1 },
+      opg,
+      q,
+      taps,
+      out,
+      g * opg * taps,
+      taps,
+    );
+  }
+  return hostTensor(node.shape, node.dtype, out);
 });
+
+/** x's taps of one (sample, group), transposed: colsT[(row0 + oy * ow + ox) * taps + (ci, ky, kx)], 0 in the padding. */
+function tapsTransposed(
+  xd: Float32Array,
+  inBase: number,
+  h: number,
+  wd: number,
+  cpg: number,
+  kh: number,
+  kw: number,
+  oh: number,
+  ow: number,
+  stride: number[],
+  padding: number[],
+  dilation: number[],
+  colsT: Float32Array,
+  row0: number,
+): void {
+  const taps = cpg * kh * kw;
+  let r = 0;
+  for (let ci = 0; ci < cpg; ci++)
+    for (let ky = 0; ky < kh; ky++)
+      for (let kx = 0; kx < kw; kx++, r++) {
+        const offY = ky * dilation[0] - padding[0];
+        const offX = kx * dilation[1] - padding[1];
+        const [oxLo, oxHi] = validRange(ow, wd, stride[1], offX);
+        for (let oy = 0; oy < oh; oy++) {
+          const iy = oy * stride[0] + offY;
+          const dst = (row0 + oy * ow) * taps + r;
+          if (iy < 0 || iy >= h) {
+            for (let ox = 0; ox < ow; ox++) colsT[dst + ox * taps] = 0;
+            continue;
+          }
+          const src = inBase + (ci * h + iy) * wd + offX;
+          for (let ox = 0; ox < oxLo; ox++) colsT[dst + ox * taps] = 0;
+          for (let ox = oxLo; ox < oxHi; ox++) colsT[dst + ox * taps] = xd[src + ox * stride[1]];
+          for (let ox = oxHi; ox < ow; ox++) colsT[dst + ox * taps] = 0;
+        }
+      }
+}
+
+/**
+ * dy's taps seen from the input, for one (sample, group): cols[(co, ky, kx), iy * w + ix] is
+ * dy[co, oy, ox] for the output pixel that reads input (iy, ix) through tap (ky, kx), or 0 when no
+ * output pixel does (the padding, or a stride skipping it).
+ */
+function adjointTaps(
+  dd: Float32Array,
+  dyBase: number,
+  opg: number,
+  kh: number,
+  kw: number,
+  oh: number,
+  ow: number,
+  h: number,
+  wd: number,
+  stride: number[],
+  padding: number[],
+  dilation: number[],
+  cols: Float32Array,
+): void {
+  const [s0, s1] = stride;
+  const pixels = h * wd;
+  let r = 0;
+  for (let co = 0; co < opg; co++)
+    for (let ky = 0; ky < kh; ky++)
+      for (let kx = 0; kx < kw; kx++, r++) {
+        const row = r * pixels;
+        const ch = dyBase + co * oh * ow;
+        for (let iy = 0; iy < h; iy++) {
+          const ny = iy + padding[0] - ky * dilation[0];
+          const oy = ny / s0;
+          const dst = row + iy * wd;
+          if (ny < 0 || ny % s0 !== 0 || oy >= oh) {
+            cols.fill(0, dst, dst + wd);
+            continue;
+          }
+          const src = ch + oy * ow;
+          for (let ix = 0; ix < wd; ix++) {
+            const nx = ix + padding[1] - kx * dilation[1];
+            const ox = nx / s1;
+            cols[dst + ix] = nx >= 0 && nx % s1 === 0 && ox < ow ? dd[src + ox] : 0;
+          }
+        }
+      }
+}
 
 registerKernel("upsampleBackward", (node, [dy]) => {
   const [n, c, h, w] = node.shape;
