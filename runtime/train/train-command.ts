@@ -14,9 +14,10 @@ import type { Command } from "commander";
 import { loadModel, parseImageSize, parseNumber, parsePositiveInt } from "../../compiler/frontend/index.ts";
 import { isUserError, UserError } from "../../compiler/ir/index.ts";
 import { DEFAULT_MASTER_PORT, type LaunchEnv, readLaunchEnv } from "../cuda/launch-env.ts";
+import { CollectiveError } from "../parallel/collectives.ts";
 import { CpuCollectives } from "../parallel/cpu-collectives.ts";
 import { DATA_PARALLEL_STRATEGIES, type DataParallelStrategy } from "../parallel/data-parallel.ts";
-import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from "./checkpoint.ts";
+import { listCheckpoints, loadCheckpoint, readCheckpointState, resolveCheckpoint } from "./checkpoint.ts";
 import { checkTrainDevice, type TrainDevice } from "./device-step.ts";
 import { launchTraining } from "./launch.ts";
 import { formatDuration, stderrProgress } from "./progress.ts";
@@ -262,12 +263,16 @@ function prepareRun(
   workers: number,
   placement: Placement,
   checkFolder: boolean,
+  loadTensors = true,
 ): { run: RunConfig; resume: ReturnType<typeof loadCheckpoint> | undefined } {
   let run: RunConfig;
   let resume: ReturnType<typeof loadCheckpoint> | undefined;
   if (flags.resume) {
     const dir = resolveCheckpoint(flags.resume);
-    resume = loadCheckpoint(dir);
+    // The launcher only checks the run: the state is enough, the tensors are the ranks' to read.
+    resume = loadTensors
+      ? loadCheckpoint(dir)
+      : { dir, state: readCheckpointState(dir), params: new Map(), m: new Map(), v: new Map() };
     run = resumedRun(resume.state.run as unknown as RunConfig, flags, given, dir, workers, placement);
     if (path.resolve(run.model) !== path.resolve(file)) {
       throw new UserError(`the checkpoint was trained from ${run.model}, not ${file}`, flags.resume);
@@ -303,8 +308,8 @@ function faultHook(rank: number): ((step: number) => void) | undefined {
   };
 }
 
-/** How a rank of a job reports its failure: one line prefixed with its rank, exit 1. */
-function failRank(rank: number, e: unknown): never {
+/** How a rank of a job fails: one line prefixed with its rank, then exit 1. */
+function failRank(rank: number, e: unknown): void {
   // A diverged run stops on every rank at once (the decision is shared): rank 0 says why.
   if (!(e instanceof TrainingDiverged && rank !== 0)) {
     const text = isUserError(e) ? e.line : ((e as Error)?.stack ?? String(e));
@@ -312,7 +317,10 @@ function failRank(rank: number, e: unknown): never {
     for (let i = 0; i < lines.length; i++)
       process.stderr.write(`[rank ${rank}] ${i === 0 ? `${chalk.red("error:")} ` : ""}${lines[i]}\n`);
   }
-  process.exit(1);
+  // Failing because another rank went away: let that rank's exit reach the launcher first, so the
+  // job is reported as that rank's failure (the launcher stops this one meanwhile).
+  if (e instanceof CollectiveError && e.peer !== undefined && e.peer !== rank) setTimeout(() => process.exit(1), 1000);
+  else process.exit(1);
 }
 
 async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promise<void> {
@@ -334,7 +342,7 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
     const world = flags.nprocPerNode * flags.nnodes;
     if (flags.nodeRank >= flags.nnodes)
       throw new UserError(`expected a node rank from 0 to ${flags.nnodes - 1}, got ${flags.nodeRank}`, "--node-rank");
-    prepareRun(file, flags, def, given, workers, { world, localWorld: flags.nprocPerNode }, flags.nodeRank === 0);
+    prepareRun(file, flags, def, given, workers, { world, localWorld: flags.nprocPerNode }, flags.nodeRank === 0, false);
     const args = process.argv.slice(2);
     const code = await launchTraining(flags as Required<TrainFlags>, flags.typecheck ? [...args, "--no-typecheck"] : args);
     if (code !== 0) process.exitCode = code;
