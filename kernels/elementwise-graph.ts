@@ -154,7 +154,7 @@ function lowerNode(n: Node, args: V[]): V {
 export function elementwiseFromGraph(
   name: string,
   region: ElementwiseRegion,
-  o: { roundBf16?: boolean; warps?: number } = {},
+  o: { roundBf16?: boolean; warps?: number; vec?: number } = {},
 ): LoweredElementwise {
   const g = region.graph;
   const inside = new Set(region.nodes);
@@ -171,6 +171,7 @@ export function elementwiseFromGraph(
     inputs: inputs.map((i) => ({ dtype: elem(g.node(i).dtype), shape: g.node(i).shape })),
     out: { dtype: elem(outNode.dtype), shape: outNode.shape },
     warps: o.warps,
+    vec: o.vec,
     doc: `fused ${region.nodes.map((id) => g.node(id).op).join(" ")}`,
     fn: (xs) => {
       const val = new Map<number, V>();

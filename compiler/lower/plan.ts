@@ -6,6 +6,8 @@
 // in its graph dtype (bf16 as 2-byte bits, f32 and i32 as 4 bytes), row-major; a view (reshape)
 // may share its source's buffer at an offset. The executor decides where buffers live (it may reuse
 // memory by liveness using firstUse/lastUse); the plan only says what each launch reads and writes.
+// Every owner buffer must start 256-byte aligned: kernels use 16-byte vector accesses, and the
+// lowering checks view offsets against that alignment.
 
 import type { DType, Shape } from "../ir/index.ts";
 
@@ -67,6 +69,12 @@ export interface ExecutablePlan {
   readonly inputs: Readonly<Record<string, number>>;
   readonly params: Readonly<Record<string, number>>;
   readonly outputs: Readonly<Record<string, number>>;
+  /**
+   * Buffer id of the run's seed when the plan draws random masks (dropout, dropPath): an i32 scalar
+   * (role "input", name "$seed") the executor fills with the run's seed before the launches, as
+   * runtime/cpu's execute(..., { seed }) takes it. Absent when nothing is random.
+   */
+  readonly seed?: number;
 }
 
 /** Bytes of one element as stored on the device. */

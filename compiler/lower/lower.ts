@@ -1,0 +1,177 @@
+// Graph -> ExecutablePlan. Named stages, in order:
+//   analyse   every node's disposition (analysis.ts): GEMM chains, folded transposes, elementwise
+//             regions, gather chains, views, single-op kernels
+//   emit      walk the graph in order; each materialised node gets its buffer and its launches
+//   outputs   graph outputs get role "output" (a copy where an output would alias a feed)
+//   liveness  first and last launch of every buffer (views count for their owner)
+// An op without a kernel is a UserError at the node's source line: nothing falls back silently.
+
+import type { Graph, Node } from "../ir/index.ts";
+import { f32 as f32c, i32 as i32c, type KernelProgram } from "../tile/index.ts";
+import { type Analysis, analyse } from "./analysis.ts";
+import { LowerContext } from "./context.ts";
+import { launchCopy, launchGather } from "./gather.ts";
+import { lowerGatherChain } from "./layout.ts";
+import type { ExecutablePlan, PlanBuffer } from "./plan.ts";
+import { lowerRegion } from "./rules/elementwise.ts";
+import "./rules/index.ts";
+import { lowerMatmulChain } from "./rules/matmul.ts";
+import { loweringRule } from "./rules/registry.ts";
+
+export interface LowerOptions {
+  /** Round bf16 intermediates inside fused elementwise kernels as the unfused graph would (default true). */
+  readonly roundBf16?: boolean;
+}
+
+export interface LoweredGraph {
+  readonly plan: ExecutablePlan;
+  /** One program per module, in module order (for ptxas and the kernel table). */
+  readonly programs: readonly KernelProgram[];
+  readonly analysis: Analysis;
+}
+
+/** Constants up to this many elements are stored expanded; larger splats are filled by a kernel. */
+const CONST_EXPAND_LIMIT = 1 << 16;
+
+function lowerSource(ctx: LowerContext, n: Node): void {
+  const name = String(n.attrs.name);
+  if (n.op === "input") {
+    const b = ctx.newBuffer(n.shape, n.dtype, "input", { name });
+    ctx.inputs[name] = b;
+    ctx.valueBuffer.set(n.id, b);
+    return;
+  }
+  if (n.op === "param") {
+    const b = ctx.newBuffer(n.shape, n.dtype, "param", { name });
+    ctx.params[name] = b;
+    ctx.valueBuffer.set(n.id, b);
+    return;
+  }
+  const data = n.attrs.data as Float32Array | Int32Array;
+  const count = n.shape.reduce((a, b) => a * b, 1);
+  if (data.length === count || count <= CONST_EXPAND_LIMIT) {
+    const full =
+      data.length === count
+        ? data
+        : n.dtype === "i32"
+          ? new Int32Array(count).fill(data[0])
+          : new Float32Array(count).fill(data[0]);
+    ctx.valueBuffer.set(n.id, ctx.constBuffer(n.shape, n.dtype, full));
+    return;
+  }
+  const out = ctx.define(n);
+  const v = data[0];
+  launchGather(ctx, {
+    out,
+    shape: n.shape,
+    dtype: n.dtype,
+    value: () => (n.dtype === "i32" ? i32c(v) : f32c(v)),
+    nodes: [n.id],
+    what: "fill",
+  });
+}
+
+function lowerView(ctx: LowerContext, n: Node): void {
+  const src = ctx.bufferOf(n.inputs[0]);
+  const offset = n.op === "segment" ? (n.attrs.offset as number) : 0;
+  ctx.valueBuffer.set(n.id, ctx.alias(src, n.shape, n.dtype, offset));
+}
+
+function bindOutputs(ctx: LowerContext): void {
+  for (const [name, id] of ctx.graph.outputs) {
+    let b = ctx.bufferOf(id);
+    const buf = ctx.buffers[b];
+    const owner = ctx.buffers[buf.aliasOf ? buf.aliasOf.buffer : b];
+    if (owner.role !== "temp" && owner.role !== "output") {
+      // An output that is a feed (or a view of one) gets its own copy: executors own outputs.
+      const copy = ctx.newBuffer(buf.shape, buf.dtype, "output", { name });
+      launchCopy(ctx, b, copy, [id]);
+      b = copy;
+    } else if (buf.role === "temp") {
+      buf.role = "output";
+      buf.name = name;
+    }
+    ctx.outputs[name] = b;
+  }
+}
+
+function liveness(ctx: LowerContext): PlanBuffer[] {
+  const first = new Array<number>(ctx.buffers.length).fill(-1);
+  const last = new Array<number>(ctx.buffers.length).fill(-1);
+  const touch = (b: number, i: number) => {
+    if (first[b] < 0) first[b] = i;
+    last[b] = i;
+  };
+  ctx.launches.forEach((l, i) => {
+    for (const b of [...l.reads, ...l.writes]) touch(b, i);
+  });
+  const end = ctx.launches.length - 1;
+  // Owners live as long as any view of them; an output (or the owner of an output view) to the end.
+  for (const b of ctx.buffers) {
+    const owner = b.aliasOf?.buffer;
+    const keep = b.role === "output" && first[b.id] >= 0;
+    if (owner !== undefined && first[b.id] >= 0) {
+      touch(owner, first[b.id]);
+      first[owner] = Math.min(first[owner], first[b.id]);
+      last[owner] = Math.max(last[owner], keep ? end : last[b.id]);
+    }
+    if (keep) last[b.id] = end;
+  }
+  return ctx.buffers.map((b) => ({
+    id: b.id,
+    bytes: b.bytes,
+    dtype: b.dtype,
+    shape: b.shape,
+    role: b.role,
+    ...(b.name !== undefined ? { name: b.name } : {}),
+    ...(b.data ? { data: b.data } : {}),
+    ...(b.aliasOf ? { aliasOf: b.aliasOf } : {}),
+    firstUse: first[b.id],
+    lastUse: last[b.id],
+  }));
+}
+
+export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGraph {
+  const analysis = analyse(graph);
+  const ctx = new LowerContext(graph, analysis);
+  for (const n of graph.nodes) {
+    switch (analysis.kind[n.id]) {
+      case "source":
+        lowerSource(ctx, n);
+        break;
+      case "view":
+        lowerView(ctx, n);
+        break;
+      case "gemm":
+        lowerMatmulChain(ctx, n);
+        break;
+      case "region":
+        lowerRegion(ctx, n, { roundBf16: options.roundBf16 });
+        break;
+      case "gather":
+        lowerGatherChain(ctx, n);
+        break;
+      case "kernel": {
+        const rule = loweringRule(n.op) ?? ctx.unsupported(n);
+        rule(ctx, n);
+        break;
+      }
+      default:
+        break; // computed inside another node's kernel
+    }
+  }
+  bindOutputs(ctx);
+  const buffers = liveness(ctx);
+  const plan: ExecutablePlan = {
+    format: "ptc-plan",
+    version: 1,
+    modules: ctx.modules,
+    buffers,
+    launches: ctx.launches,
+    inputs: ctx.inputs,
+    params: ctx.params,
+    outputs: ctx.outputs,
+    ...(ctx.seedBuffer !== undefined ? { seed: ctx.seedBuffer } : {}),
+  };
+  return { plan, programs: ctx.programs, analysis };
+}

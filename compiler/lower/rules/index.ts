@@ -1,0 +1,4 @@
+// Registers every op lowering rule (imported for its side effects by lower.ts).
+import "./conv.ts";
+import "./nn.ts";
+import "./rows.ts";
