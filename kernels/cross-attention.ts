@@ -57,17 +57,34 @@ type P = ParamValues<typeof params>;
 
 /** Rows [row0, row0 + 16) x channels [ch, ch + 16) of a [B, S, C] tensor, batch b (rows past `rows` read 0). */
 function rowsView(t: GlobalPtr, p: P, b: Expr<"i32">, rows: Expr<"i32">, ch: Expr<"i32">) {
-  return t.view({ rows, cols: 16, rowStride: p.channels, offset: cast(b.mul(rows), "i64").mul(cast(p.channels, "i64")).add(cast(ch, "i64")), align: 2 });
+  return t.view({
+    rows,
+    cols: 16,
+    rowStride: p.channels,
+    offset: cast(b.mul(rows), "i64").mul(cast(p.channels, "i64")).add(cast(ch, "i64")),
+    align: 2,
+  });
 }
 
 /** s = (qScale q . k) in the log2 domain for keys kb.., -inf past L. */
-function logits(k: KernelBuilder, p: P, s: RegTile, q: readonly RegTile[], kt: RegTile, b: Expr<"i32">, kb: Expr<"i32">, ch0: Expr<"i32">) {
+function logits(
+  k: KernelBuilder,
+  p: P,
+  s: RegTile,
+  q: readonly RegTile[],
+  kt: RegTile,
+  b: Expr<"i32">,
+  kb: Expr<"i32">,
+  ch0: Expr<"i32">,
+) {
   k.fill(s, 0);
   q.forEach((qt, i) => {
     k.map(kt, (m) => m.load(rowsView(p.k, p, b, p.keys, ch0.add(i * 16))), { origin: [kb, 0] });
     k.mma(s, qt, kt);
   });
-  k.map(s, (m) => select(m.col.lt(p.keys), m.x.mul(p.qScale).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY)), { origin: [0, kb] });
+  k.map(s, (m) => select(m.col.lt(p.keys), m.x.mul(p.qScale).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY)), {
+    origin: [0, kb],
+  });
 }
 
 function queryContext(k: KernelBuilder, p: P, d: number) {
@@ -96,9 +113,14 @@ export function crossAttentionForward(c: CrossAttentionKernelConfig): KernelProg
       const kt = k.regTile("k", "bf16", 16, 16);
       const vt = k.regTile("v", "bf16", 16, 16, "col");
       const pb = k.regTile("p", "bf16", 16, 16);
-      const [runMax, runSum, blockMax, newMax, alpha, blockSum] = ["runMax", "runSum", "blockMax", "newMax", "alpha", "blockSum"].map((n) =>
-        k.rowVec(n, s),
-      );
+      const [runMax, runSum, blockMax, newMax, alpha, blockSum] = [
+        "runMax",
+        "runSum",
+        "blockMax",
+        "newMax",
+        "alpha",
+        "blockSum",
+      ].map((n) => k.rowVec(n, s));
       q.forEach((t, i) => k.map(t, (m) => m.load(rowsView(p.q, p, b, p.queries, ch0.add(i * 16))), { origin: [row0, 0] }));
       for (const t of o) k.fill(t, 0);
       k.fill(runMax, Number.NEGATIVE_INFINITY);
@@ -165,9 +187,15 @@ export function crossAttentionBackwardQ(c: CrossAttentionKernelConfig): KernelPr
       const kc = k.regTile("kCol", "bf16", 16, 16, "col");
       const vt = k.regTile("v", "bf16", 16, 16);
       const db = k.regTile("dS", "bf16", 16, 16);
-      const [runMax, runSum, blockMax, newMax, alpha, blockSum, delta] = ["runMax", "runSum", "blockMax", "newMax", "alpha", "blockSum", "delta"].map(
-        (n) => k.rowVec(n, s),
-      );
+      const [runMax, runSum, blockMax, newMax, alpha, blockSum, delta] = [
+        "runMax",
+        "runSum",
+        "blockMax",
+        "newMax",
+        "alpha",
+        "blockSum",
+        "delta",
+      ].map((n) => k.rowVec(n, s));
       const at = { origin: [row0, 0] as const };
       q.forEach((t, i) => {
         const ch = ch0.add(i * 16);
@@ -274,7 +302,12 @@ export function crossAttentionBackwardKV(c: CrossAttentionKernelConfig): KernelP
       vp.forEach((t, i) => k.map(t, (m) => m.load(rowsView(p.v, p, b, p.keys, ch0.add(i * 16))), at));
       for (const t of [...dk, ...dv]) k.fill(t, 0);
       const stat = (which: number) =>
-        p.stats.view({ rows: 1, cols: p.queries, rowStride: 0, offset: cast(b.mul(p.heads).add(head).mul(2).add(which), "i64").mul(cast(p.queries, "i64")) });
+        p.stats.view({
+          rows: 1,
+          cols: p.queries,
+          rowStride: 0,
+          offset: cast(b.mul(p.heads).add(head).mul(2).add(which), "i64").mul(cast(p.queries, "i64")),
+        });
       k.for(
         0,
         p.queries,
@@ -290,7 +323,8 @@ export function crossAttentionBackwardKV(c: CrossAttentionKernelConfig): KernelP
           // P^T; keys past L and queries past N contribute nothing.
           k.map(
             s,
-            (m) => select(m.row.lt(p.keys).and(m.col.lt(p.queries)), exp2(m.x.mul(p.qScale).mul(Math.LOG2E).sub(m.vec(lse))), f32(0)),
+            (m) =>
+              select(m.row.lt(p.keys).and(m.col.lt(p.queries)), exp2(m.x.mul(p.qScale).mul(Math.LOG2E).sub(m.vec(lse))), f32(0)),
             { origin: [key0, qb] },
           );
           k.map(pb, (m) => m.tile(s));
