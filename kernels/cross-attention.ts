@@ -87,7 +87,7 @@ function logits(
   });
 }
 
-function queryContext(k: KernelBuilder, p: P, d: number) {
+function queryContext(k: KernelBuilder, d: number) {
   const b = k.let(k.blockIdx.x, "b");
   const head = k.let(k.blockIdx.y, "head");
   const row0 = k.let(k.blockIdx.z.mul(64).add(k.warp.mul(16)), "row0");
@@ -106,7 +106,7 @@ export function crossAttentionForward(c: CrossAttentionKernelConfig): KernelProg
       doc: "crossAttention forward: softmax(qScale q k^T) v per head, online over key blocks",
     },
     (k, p) => {
-      const { b, row0, ch0 } = queryContext(k, p, d);
+      const { b, row0, ch0 } = queryContext(k, d);
       const q = Array.from({ length: chunks }, (_, i) => k.regTile(`q${i}`, "bf16", 16, 16));
       const o = Array.from({ length: chunks }, (_, i) => k.regTile(`o${i}`, "f32", 16, 16));
       const s = k.regTile("s", "f32", 16, 16);
@@ -121,7 +121,9 @@ export function crossAttentionForward(c: CrossAttentionKernelConfig): KernelProg
         "alpha",
         "blockSum",
       ].map((n) => k.rowVec(n, s));
-      q.forEach((t, i) => k.map(t, (m) => m.load(rowsView(p.q, p, b, p.queries, ch0.add(i * 16))), { origin: [row0, 0] }));
+      q.forEach((t, i) => {
+        k.map(t, (m) => m.load(rowsView(p.q, p, b, p.queries, ch0.add(i * 16))), { origin: [row0, 0] });
+      });
       for (const t of o) k.fill(t, 0);
       k.fill(runMax, Number.NEGATIVE_INFINITY);
       k.fill(runSum, 0);
@@ -298,8 +300,12 @@ export function crossAttentionBackwardKV(c: CrossAttentionKernelConfig): KernelP
       const lse = k.colVec("lse", s);
       const delta = k.colVec("delta", s);
       const at = { origin: [key0, 0] as const };
-      kp.forEach((t, i) => k.map(t, (m) => m.load(rowsView(p.k, p, b, p.keys, ch0.add(i * 16))), at));
-      vp.forEach((t, i) => k.map(t, (m) => m.load(rowsView(p.v, p, b, p.keys, ch0.add(i * 16))), at));
+      kp.forEach((t, i) => {
+        k.map(t, (m) => m.load(rowsView(p.k, p, b, p.keys, ch0.add(i * 16))), at);
+      });
+      vp.forEach((t, i) => {
+        k.map(t, (m) => m.load(rowsView(p.v, p, b, p.keys, ch0.add(i * 16))), at);
+      });
       for (const t of [...dk, ...dv]) k.fill(t, 0);
       const stat = (which: number) =>
         p.stats.view({
@@ -349,7 +355,9 @@ export function crossAttentionBackwardKV(c: CrossAttentionKernelConfig): KernelP
         k.map(t, (m) => m.x.mul(p.qScale));
         k.storeTile(rowsView(p.dk, p, b, p.keys, mine.add(i * 16)), t, key0, 0);
       });
-      dv.forEach((t, i) => k.storeTile(rowsView(p.dv, p, b, p.keys, mine.add(i * 16)), t, key0, 0));
+      dv.forEach((t, i) => {
+        k.storeTile(rowsView(p.dv, p, b, p.keys, mine.add(i * 16)), t, key0, 0);
+      });
     },
   );
 }
