@@ -6,8 +6,8 @@
 // logit term is smaller); backward per tensor max |err| <= 2^-6 max |ref|.
 
 import { describe, expect, it } from "vitest";
-import { renderPtx } from "../../compiler/codegen/render.ts";
 import { runPtxas } from "../../compiler/codegen/ptxas.ts";
+import { renderPtx } from "../../compiler/codegen/render.ts";
 import { Graph } from "../../compiler/ir/index.ts";
 import { crossAttentionBackwardKV, crossAttentionBackwardQ, crossAttentionForward } from "../../kernels/cross-attention.ts";
 import { execute, type HostTensor, hostTensor } from "../../runtime/cpu/index.ts";
