@@ -16,6 +16,7 @@ export interface BuildFlags {
   json?: boolean;
   typecheck: boolean;
   fuse: boolean;
+  kernels: boolean;
 }
 
 export function registerBuildCommand(program: Command): void {
@@ -32,6 +33,7 @@ export function registerBuildCommand(program: Command): void {
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--no-typecheck", "skip the TypeScript type check (faster; shape errors then surface when tracing)")
     .option("--no-fuse", "leave window attention, FPN merges and cross-attention unfused (for comparison)")
+    .option("--no-kernels", "stop after the graph: no lowering, PTX, ptxas or plan.json (faster)")
     .action(async (file: string, flags: BuildFlags) => {
       const r = await build(file, flags);
       const summary = {
@@ -46,6 +48,7 @@ export function registerBuildCommand(program: Command): void {
         components: Object.fromEntries(r.components.map((c) => [c.name, c.params])),
         fusions: r.fusions,
         hbmBytes: r.hbmBytes,
+        kernels: r.kernels,
         artifacts: r.artifacts,
         timings: r.timings,
       };
@@ -77,6 +80,19 @@ export function registerBuildCommand(program: Command): void {
       row("hbm bytes", `forward ${traffic(r.hbmBytes.forward)}`);
       if (r.hbmBytes.trainingStep) row("", `training step ${traffic(r.hbmBytes.trainingStep)}`);
       row("ops", ops);
+      if (r.kernels) {
+        const k = r.kernels;
+        const asm = k.ptxas
+          ? `${k.assembled} assembled by ${k.ptxas} for sm_80, ${k.spills === 0 ? "no spills" : chalk.red(`${k.spills} spilling`)}, max ${k.maxRegisters} registers`
+          : r.outDir
+            ? chalk.yellow("ptxas not on PATH: PTX only")
+            : "not written";
+        row(
+          "kernels",
+          `${chalk.bold(String(k.kernels))} kernels, ${k.launches} launches, ${k.buffers} buffers (${k.graph} graph); ${asm}`,
+        );
+        if (k.reason) row("", chalk.dim(k.reason));
+      }
       if (r.outDir) row("artifacts", r.artifacts.join(", "));
       row(
         "time",

@@ -6,8 +6,11 @@ import path from "node:path";
 import { grad } from "../autodiff/index.ts";
 import { type TracedModel, traceModel } from "../dsl/model.ts";
 import { type Graph, type GraphStats, graphStats, graphToJSON, numel, printGraph } from "../ir/index.ts";
+import { planToJSON } from "../lower/index.ts";
 import { cse, dce, type FusionCounts, fuse, hbmBytes } from "../passes/index.ts";
+import { writeKernels } from "./kernels-stage.ts";
 import { loadModel } from "./load.ts";
+import { lowerStage } from "./lower-stage.ts";
 
 export interface BuildOptions {
   config?: string;
@@ -23,6 +26,27 @@ export interface BuildOptions {
   write?: boolean;
   /** Run the pattern fusions (window attention, FPN merge, cross-attention); default true. */
   fuse?: boolean;
+  /** Lower the graph to kernels and write them (kernels/*.ptx, *.cubin, the kernel table, plan.json); default true. */
+  kernels?: boolean;
+  /** Fail when ptxas is not on PATH (default: write PTX only and say so). */
+  requirePtxas?: boolean;
+}
+
+/** What the lower and codegen stages produced (null with kernels: false). */
+export interface KernelsSummary {
+  /** The graph the plan runs: the fused one, or the unfused one when fused ops have no kernel yet. */
+  graph: "fused" | "unfused";
+  reason: string | null;
+  launches: number;
+  /** Distinct kernels (PTX modules). */
+  kernels: number;
+  buffers: number;
+  /** "ptxas <version>", or null when ptxas is not on PATH (PTX written, not assembled). */
+  ptxas: string | null;
+  assembled: number;
+  /** Kernels with spill bytes or a stack frame (0 expected). */
+  spills: number;
+  maxRegisters: number | null;
 }
 
 /** Estimated HBM bytes (compiler/passes/hbm-bytes.ts) with and without the pattern fusions. */
@@ -55,6 +79,7 @@ export interface BuildResult {
   artifacts: string[];
   /** Seconds per stage. */
   timings: Record<string, number>;
+  kernels: KernelsSummary | null;
 }
 
 function timed<T>(timings: Record<string, number>, stage: string, fn: () => T): T {
@@ -125,7 +150,24 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
     outDir: undefined,
     artifacts: [],
     timings,
+    kernels: null,
   };
+  const lowered =
+    options.kernels === false ? undefined : timed(timings, "lower", () => lowerStage(graph, unfused, options.fuse !== false));
+  if (lowered) {
+    const { plan } = lowered.lowered;
+    result.kernels = {
+      graph: lowered.graph,
+      reason: lowered.reason ?? null,
+      launches: plan.launches.length,
+      kernels: plan.modules.length,
+      buffers: plan.buffers.length,
+      ptxas: null,
+      assembled: 0,
+      spills: 0,
+      maxRegisters: null,
+    };
+  }
   if (options.write !== false) {
     timed(timings, "write", () => {
       const dir = options.out ?? path.join("dist", `${traced.name}-${traced.configName}`);
@@ -136,6 +178,21 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
       result.outDir = dir;
       result.artifacts.push(path.join(dir, "graph.json"), path.join(dir, "graph.txt"));
     });
+  }
+  if (lowered && result.outDir && result.kernels) {
+    const t0 = performance.now();
+    const { plan, programs } = lowered.lowered;
+    const k = await writeKernels(result.outDir, plan.modules, programs, { requirePtxas: options.requirePtxas });
+    writeAtomic(path.join(result.outDir, "plan.json"), JSON.stringify(planToJSON(plan)));
+    result.artifacts.push(path.join(result.outDir, "kernels"), path.join(result.outDir, "plan.json"));
+    const regs = k.table.kernels.map((r) => r.registers).filter((r): r is number => r !== undefined);
+    Object.assign(result.kernels, {
+      ptxas: k.table.ptxas,
+      assembled: k.assembled,
+      spills: k.spilling.length,
+      maxRegisters: regs.length ? Math.max(...regs) : null,
+    });
+    timings.codegen = (performance.now() - t0) / 1000;
   }
   return result;
 }

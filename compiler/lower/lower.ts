@@ -175,3 +175,11 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGra
   };
   return { plan, programs: ctx.programs, analysis };
 }
+
+/** Ops of `graph` that would become a single-op kernel but have no lowering rule (sorted, unique). */
+export function unloweredOps(graph: Graph): string[] {
+  const analysis = analyse(graph);
+  const missing = new Set<string>();
+  for (const n of graph.nodes) if (analysis.kind[n.id] === "kernel" && !loweringRule(n.op)) missing.add(n.op);
+  return [...missing].sort();
+}
