@@ -3,6 +3,7 @@
 
 import chalk from "chalk";
 import { Command } from "commander";
+import { registerBenchCommand } from "../bench/bench-command.ts";
 import { registerBuildCommand } from "../compiler/frontend/index.ts";
 import { isUserError } from "../compiler/ir/index.ts";
 import { registerDevicesCommand } from "../runtime/cuda/devices-command.ts";
@@ -30,6 +31,7 @@ registerPlanCommand(program);
 registerRunCommand(program);
 registerTrainCommand(program);
 registerDevicesCommand(program);
+registerBenchCommand(program);
 
 try {
   await program.parseAsync(process.argv);

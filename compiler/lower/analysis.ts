@@ -33,6 +33,11 @@ export interface GemmFold {
   readonly matmul: number;
   /** Every node of the chain, matmul first; the last is the chain's value. */
   readonly chain: readonly number[];
+  /**
+   * The chain is matmul(A^T, B) summed over all its batch dims (a weight gradient): one GEMM over
+   * K' = batch * K, the batches stacked along K (contiguous in both stored operands).
+   */
+  readonly sumBatch?: boolean;
   /** A scalar const multiplying the product (its value). */
   readonly scale?: number;
   readonly bias?: number;
@@ -97,6 +102,19 @@ function isBias(b: Node, out: Node): boolean {
   );
 }
 
+/** sum over every batch dim of matmul(A^T, B) with unbroadcast, unpermuted operands. */
+function isBatchSumOfTn(mm: Node, sum: Node, nodes: readonly Node[]): boolean {
+  if (sum.op !== "sum" || mm.attrs.transA !== true || mm.attrs.transB === true) return false;
+  const batch = mm.shape.length - 2;
+  if (batch < 1) return false;
+  const axes = new Set((sum.attrs.axes as number[]).map((a) => (a < 0 ? a + mm.shape.length : a)));
+  if (axes.size !== batch || ![...axes].every((a) => a < batch)) return false;
+  const [a, b] = mm.inputs.map((i) => nodes[i]);
+  const full = (x: Node) =>
+    x.shape.length === mm.shape.length && x.shape.slice(0, batch).join() === mm.shape.slice(0, batch).join();
+  return full(a) && full(b) && a.op !== "permute" && b.op !== "permute";
+}
+
 function sameType(a: Node, b: Node): boolean {
   return a.dtype === b.dtype && a.shape.join() === b.shape.join();
 }
@@ -114,6 +132,12 @@ export function analyse(g: Graph): Analysis {
   for (const mm of nodes) {
     if (mm.op !== "matmul") continue;
     const chain = [mm.id];
+    const sum = single(mm.id);
+    if (sum !== undefined && isBatchSumOfTn(mm, nodes[sum], nodes)) {
+      absorbed.add(mm.id);
+      gemm.set(sum, { matmul: mm.id, chain: [mm.id, sum], sumBatch: true });
+      continue;
+    }
     let fold: { scale?: number; bias?: number; activation?: "gelu" | "geluTanh"; residual?: number } = {};
     for (;;) {
       const u = single(chain[chain.length - 1]);

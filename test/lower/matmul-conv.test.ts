@@ -67,6 +67,12 @@ const matmulCases: Case[] = [
     body: (g, x) => ({ y: mm(g, x.a, x.b, { transA: true, transB: true }), k1: mm(g, x.p, x.q, { transB: true }) }),
   },
   {
+    name: "a weight gradient (A^T B summed over the batch dims): one GEMM with the batches stacked along K",
+    inputs: { x: { shape: [2, 3, 7, 10] }, dy: { shape: [2, 3, 7, 9] } },
+    body: (g, x) => ({ dw: g.add("sum", [mm(g, x.x, x.dy, { transA: true }).id], { axes: [0, 1], keepdims: true }) }),
+    launches: 1,
+  },
+  {
     name: "a transpose with another reader stays materialised; bias on a [1,1,N] shape",
     inputs: { a: { shape: [9, 12] }, b: { shape: [9, 10] }, bias: { shape: [1, 10] } },
     body: (g, x) => {

@@ -64,6 +64,24 @@ export function lowerMatmulChain(ctx: LowerContext, root: Node): void {
     return { buffer, ld: o.shape[o.shape.length - 1], stride };
   };
   const out = ctx.define(root);
+  if (fold.sumBatch) {
+    // sum_b A_b^T B_b: the batches stacked along K (A stored [.., K, M], B [.., K, N], both contiguous).
+    launchGemm(ctx, {
+      dtype: mm.dtype,
+      layout: "tn",
+      m,
+      n,
+      k: k * batch,
+      batch: 1,
+      a: { buffer: a.buffer, ld: m, stride: 0 },
+      b: { buffer: b.buffer, ld: n, stride: 0 },
+      c: { buffer: out, ld: n, stride: 0 },
+      out: root.dtype as "bf16" | "f32",
+      nodes: fold.chain,
+      what: "matmul+sum",
+    });
+    return;
+  }
   const aw = walk(a);
   const bw = walk(b);
   // A shared B under a row-major A (a linear layer on [..., tokens, C]): one GEMM over all rows.
