@@ -1,10 +1,11 @@
-// The `lower` stage of ptc build: the built graph to an executable plan (compiler/lower). Fused ops
-// whose kernels have not landed yet (window attention, cross-attention, FPN merge) cannot be lowered;
-// then the unfused graph is lowered instead, and the summary says so and why (the same maths: the
-// fusion tests prove fused == unfused). Any other op without a kernel is a build error at its line.
+// The `lower` stage of ptc build: the built graph to an executable plan (compiler/lower). A fused op
+// whose kernels do not cover its configuration (an f32 graph: the fused kernels are bf16; the window
+// attention backward, whose table gradients have no kernel yet) cannot be lowered; then the unfused
+// graph is lowered instead, and the summary says so and why (the same maths: the fusion tests prove
+// fused == unfused). Any other op without a kernel is a build error at its source line.
 
 import type { Graph } from "../ir/index.ts";
-import { type LoweredGraph, lowerGraph, unloweredOps } from "../lower/index.ts";
+import { type LoweredGraph, lowerGraph, unlowerable } from "../lower/index.ts";
 
 export interface LowerStageResult {
   lowered: LoweredGraph;
@@ -18,12 +19,12 @@ const FUSED_OPS = new Set(["windowAttention", "windowAttentionBackward", "crossA
 
 export function lowerStage(graph: Graph, unfused: Graph, fused: boolean): LowerStageResult {
   if (fused) {
-    const missing = unloweredOps(graph).filter((op) => FUSED_OPS.has(op));
+    const missing = unlowerable(graph).filter((m) => FUSED_OPS.has(m.op));
     if (missing.length > 0) {
       return {
         lowered: lowerGraph(unfused),
         graph: "unfused",
-        reason: `no kernel yet for the fused ${missing.join(", ")}: the plan runs the unfused graph`,
+        reason: `the plan runs the unfused graph: ${missing.map((m) => `${m.op}: ${m.why}`).join("; ")}`,
       };
     }
   }

@@ -35,6 +35,8 @@ export interface LaunchOptions {
   readonly nodes: readonly number[];
   /** What the launch does, when not the node's op ("im2col", "bias", ...). */
   readonly what?: string;
+  /** Pointer params the kernel does not touch in this configuration (neither read nor written). */
+  readonly unused?: readonly string[];
 }
 
 export class LowerContext {
@@ -142,7 +144,7 @@ export class LowerContext {
       const b = this.buffers[a.buffer];
       const offsetBytes = (a.offset ?? 0) * deviceBytes(b.dtype);
       launchArgs.push(offsetBytes ? { kind: "buffer", buffer: a.buffer, offsetBytes } : { kind: "buffer", buffer: a.buffer });
-      (o.writes.includes(p.name) ? writes : reads).push(a.buffer);
+      if (!o.unused?.includes(p.name)) (o.writes.includes(p.name) ? writes : reads).push(a.buffer);
     }
     const grid = launchGrid(program, scalars);
     if (grid.some((d) => d < 1)) throw new Error(`lower: kernel ${program.name}: empty grid ${grid.join("x")}`);

@@ -16,7 +16,7 @@ import type { ExecutablePlan, PlanBuffer } from "./plan.ts";
 import { lowerRegion } from "./rules/elementwise.ts";
 import "./rules/index.ts";
 import { lowerMatmulChain } from "./rules/matmul.ts";
-import { loweringRule } from "./rules/registry.ts";
+import { loweringRule, whyUnlowerable } from "./rules/registry.ts";
 
 export interface LowerOptions {
   /** Round bf16 intermediates inside fused elementwise kernels as the unfused graph would (default true). */
@@ -153,6 +153,8 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGra
         break;
       case "kernel": {
         const rule = loweringRule(n.op) ?? ctx.unsupported(n);
+        const why = whyUnlowerable(n, graph);
+        if (why) ctx.unsupported(n, why);
         rule(ctx, n);
         break;
       }
@@ -176,10 +178,22 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGra
   return { plan, programs: ctx.programs, analysis };
 }
 
-/** Ops of `graph` that would become a single-op kernel but have no lowering rule (sorted, unique). */
+/** Ops of `graph` (sorted, unique) that would become single-op kernels but have none for their configuration. */
 export function unloweredOps(graph: Graph): string[] {
   const analysis = analyse(graph);
   const missing = new Set<string>();
-  for (const n of graph.nodes) if (analysis.kind[n.id] === "kernel" && !loweringRule(n.op)) missing.add(n.op);
+  for (const n of graph.nodes) if (analysis.kind[n.id] === "kernel" && whyUnlowerable(n, graph)) missing.add(n.op);
   return [...missing].sort();
+}
+
+/** Each op of `graph` without a kernel for its configuration, with the first reason (sorted by op). */
+export function unlowerable(graph: Graph): { op: string; why: string }[] {
+  const analysis = analyse(graph);
+  const found = new Map<string, string>();
+  for (const n of graph.nodes) {
+    if (analysis.kind[n.id] !== "kernel" || found.has(n.op)) continue;
+    const why = whyUnlowerable(n, graph);
+    if (why) found.set(n.op, why);
+  }
+  return [...found].sort((a, b) => a[0].localeCompare(b[0])).map(([op, why]) => ({ op, why }));
 }

@@ -95,11 +95,11 @@ describe("lowering choices and errors", () => {
     });
     const unfused = dce(cse(traceModel(def, {}).graph));
     const fused = fuse(unfused).graph;
-    expect(unloweredOps(fused)).toEqual(["windowAttention"]);
+    expect(unloweredOps(fused)).toEqual(["windowAttention"]); // f32: the fused kernels are bf16
     expect(unloweredOps(unfused)).toEqual([]);
     const r = lowerStage(fused, unfused, true);
     expect(r.graph).toBe("unfused");
-    expect(r.reason).toContain("windowAttention");
+    expect(r.reason).toContain("windowAttention: the windowAttention kernels are bf16");
     expect(lowerStage(unfused, unfused, false).graph).toBe("unfused");
     // Lowering the fused graph itself is the located build error.
     let err: unknown;
@@ -123,7 +123,9 @@ describe("lowering choices and errors", () => {
     try {
       lowerGraph(g);
     } catch (e) {
-      expect((e as UserError).line).toBe("model/user.ts:12:3: no sm_80 kernel for op 'crossAttention': f32[1,4,8]");
+      expect((e as UserError).line).toBe(
+        "model/user.ts:12:3: no sm_80 kernel for op 'crossAttention' (the crossAttention kernels are bf16; this graph is f32): f32[1,4,8]",
+      );
     }
   });
 

@@ -153,7 +153,7 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
  * be within 2x the CPU bf16 graph's largest error + 2^-8 of the output's scale. Returns the worst
  * ratio (<= 1 passes) and the per-output errors.
  */
-export function checkAgainstTruth(g: Graph, label: string, o: { seed?: number } = {}) {
+export function checkAgainstTruth(g: Graph, label: string, o: { seed?: number; zero?: readonly string[] } = {}) {
   const feeds = { inputs: graphInputs(g), params: graphParams(g) };
   const plan = lowerGraph(g).plan;
   const run = runPlan(plan, feeds, { seed: o.seed });
@@ -165,7 +165,9 @@ export function checkAgainstTruth(g: Graph, label: string, o: { seed?: number } 
     const scale = maxAbs(t.data);
     const ours = maxDiff((run.outputs.get(name) as HostTensor).data, t.data);
     const theirs = maxDiff((cpu.get(name) as HostTensor).data, t.data);
-    const ratio = ours / (2 * theirs + 2 ** -8 * scale);
+    // A value that is zero in exact arithmetic (a key bias's gradient under softmax) is rounding noise
+    // in both evaluations: the plan's noise is held within 4x the CPU's.
+    const ratio = o.zero?.includes(name) ? ours / (4 * theirs) : ours / (2 * theirs + 2 ** -8 * scale);
     worst = Math.max(worst, ratio);
     errors.push({ name, plan: ours, cpu: theirs, scale });
     if (process.env.PTC_AGREEMENT)

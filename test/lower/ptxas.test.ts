@@ -1,5 +1,6 @@
 // Every kernel the lowering emits for the xxs model (pre-training and segmentation, forward and
-// training step, in bf16 and f32: `ptc build` and `ptc train --precision` emit both) assembles with
+// training step, in bf16 and f32: `ptc build` and `ptc train --precision` emit both; and the fused bf16
+// forwards with the window-attention, cross-attention and FPN-merge kernels) assembles with
 // `ptxas -arch=sm_80` with zero spill bytes and no stack frame. ptxas is on every machine here and in
 // CI: where it is missing this FAILS with the reason (it does not skip). No assembly cache: every
 // kernel goes through ptxas, joined into two modules assembled in parallel (ptxas compiles each entry
@@ -13,6 +14,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { findPtxas } from "../../compiler/codegen/ptxas.ts";
 import { assembleCombined } from "../../compiler/frontend/kernels-stage.ts";
 import { lowerGraph, type PlanModule } from "../../compiler/lower/index.ts";
+import { fuse } from "../../compiler/passes/index.ts";
 import { xxsGraph } from "./xxs.ts";
 
 const MISSING =
@@ -29,6 +31,9 @@ describe("ptxas -arch=sm_80 over every xxs kernel", () => {
       ...(["pretrain", "seg"] as const).flatMap((task) =>
         (["forward", "training step"] as const).map((step) => xxsGraph(task, step, "f32")),
       ),
+      // The fused bf16 forwards run the window-attention, cross-attention and FPN-merge kernels.
+      fuse(xxsGraph("pretrain", "forward", "bf16")).graph,
+      fuse(xxsGraph("seg", "forward", "bf16")).graph,
     ];
     for (const g of graphs) for (const m of lowerGraph(g).plan.modules) modules.set(m.name, m);
     if (!findPtxas()) return;
@@ -43,6 +48,11 @@ describe("ptxas -arch=sm_80 over every xxs kernel", () => {
     expect(reports, MISSING).toBeDefined();
     const byName = new Map((reports ?? []).map((r) => [r.kernel, r]));
     expect(modules.size).toBeGreaterThan(700);
+    for (const fusedKernel of ["window_attention_fwd", "cross_attention_fwd", "fpn_merge_normalize"])
+      expect(
+        [...modules.keys()].some((k) => k.startsWith(fusedKernel)),
+        fusedKernel,
+      ).toBe(true);
     for (const name of modules.keys()) {
       const r = byName.get(name);
       expect(r, `ptxas report of ${name}`).toBeDefined();
