@@ -7,13 +7,13 @@
 
 import type { Graph } from "../../compiler/ir/index.ts";
 import { isUserError } from "../../compiler/ir/index.ts";
-import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
+import type { HostTensor } from "../cpu/tensor.ts";
 import { requireCuda } from "../cuda/driver.ts";
 import { CudaDevice } from "./cuda-device.ts";
 import type { Device } from "./device.ts";
 import { EmuDevice } from "./emu-device.ts";
 import { PlanExecutor } from "./executor.ts";
-import { lowerGraph, loweringAvailable, SEED_INPUT } from "./lowering.ts";
+import { lowerGraph, loweringAvailable } from "./lowering.ts";
 
 export interface DeviceBackend {
   readonly name: string;
@@ -35,16 +35,6 @@ export function cudaAvailable(): true | string {
     if (isUserError(e)) return e.message;
     throw e;
   }
-}
-
-/** The seed input a lowered plan may declare, as the run's seed. */
-export function withSeed(
-  plan: { readonly inputs: Readonly<Record<string, number>> },
-  inputs: ReadonlyMap<string, HostTensor>,
-  seed: number,
-) {
-  if (!(SEED_INPUT in plan.inputs)) return inputs;
-  return new Map([...inputs, [SEED_INPUT, hostTensor([], "i32", [seed | 0])]]);
 }
 
 function deviceBackend(name: string, description: string, available: () => true | string, open: () => Device): DeviceBackend {
@@ -72,7 +62,7 @@ function deviceBackend(name: string, description: string, available: () => true 
       }
       const executor = await ex;
       await executor.setParams(feeds.params);
-      return executor.run(withSeed(executor.plan, feeds.inputs, options.seed));
+      return executor.run(feeds.inputs, { seed: options.seed });
     },
   };
 }

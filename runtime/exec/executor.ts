@@ -14,6 +14,7 @@ import {
   type DeviceArg,
   type DeviceGraph,
   type DeviceKernel,
+  type DeviceModule,
   type LaunchShape,
   offsetAddress,
 } from "./device.ts";
@@ -72,6 +73,24 @@ interface ResolvedLaunch {
   kernel: DeviceKernel;
   shape: LaunchShape;
   args: DeviceArg[];
+}
+
+/** Modules by PTX text, per device: the plans of one model (forward, grad, AdamW) share many kernels. */
+const loadedModules = new WeakMap<Device, Map<string, Promise<DeviceModule>>>();
+
+function loadModuleOnce(device: Device, name: string, ptx: string): Promise<DeviceModule> {
+  let byText = loadedModules.get(device);
+  if (!byText) {
+    byText = new Map();
+    loadedModules.set(device, byText);
+  }
+  let m = byText.get(ptx);
+  if (!m) {
+    m = device.loadModule(name, ptx);
+    byText.set(ptx, m);
+    m.catch(() => byText.delete(ptx));
+  }
+  return m;
 }
 
 export class PlanExecutor {
@@ -176,7 +195,7 @@ export class PlanExecutor {
   }
 
   private async prepareLaunches(): Promise<void> {
-    const modules = await Promise.all(this.plan.modules.map((m) => this.device.loadModule(m.name, m.ptx)));
+    const modules = await Promise.all(this.plan.modules.map((m) => loadModuleOnce(this.device, m.name, m.ptx)));
     const maxShared = new Map<string, number>();
     for (const l of this.plan.launches) {
       const key = `${l.module}\u0000${l.kernel}`;
@@ -226,12 +245,15 @@ export class PlanExecutor {
     this.paramsReady = true;
   }
 
-  /** Uploads the inputs (those not bound), runs every launch, downloads the outputs (all, or `outputs`). */
+  /**
+   * Uploads the inputs (those not bound) and the seed, runs every launch, downloads the outputs
+   * (all, or `outputs`). `seed` keys dropout / drop-path masks (runtime/cpu's execute seed; default 0).
+   */
   async run(
     inputs: ReadonlyMap<string, HostTensor>,
-    options: { outputs?: readonly string[] } = {},
+    options: { outputs?: readonly string[]; seed?: number } = {},
   ): Promise<Map<string, HostTensor>> {
-    await this.uploadInputs(inputs);
+    await this.uploadInputs(inputs, options.seed);
     await this.launchAll();
     const names = options.outputs ?? Object.keys(this.plan.outputs);
     const out = new Map<string, HostTensor>();
@@ -239,7 +261,7 @@ export class PlanExecutor {
     return out;
   }
 
-  async uploadInputs(inputs: ReadonlyMap<string, HostTensor>): Promise<void> {
+  async uploadInputs(inputs: ReadonlyMap<string, HostTensor>, seed = 0): Promise<void> {
     if (!this.paramsReady) throw new Error(`${this.label}: parameters not set (call setParams first)`);
     if (this.options.poison && this.arena !== undefined) this.device.fill(this.arena, this.memoryPlan.arenaBytes, 0xff);
     if (this.options.poison && this.options.memory === "separate")
@@ -254,6 +276,9 @@ export class PlanExecutor {
       if (bad) throw new Error(`${this.label}: input '${name}' ${bad}`);
       await this.device.upload(this.address(id), encodeForDevice(b.dtype, t.data));
     }
+    // The plan's seed buffer (when it draws random masks): an i32 scalar, as the run's seed bits.
+    if (this.plan.seed !== undefined && this.memoryPlan.placements.get(this.plan.seed)?.region !== "unused")
+      await this.device.upload(this.address(this.plan.seed), Int32Array.of(seed | 0));
   }
 
   /** Enqueues the launch sequence (replaying the captured graph when `graph` is on) and waits for it. */

@@ -1,25 +1,23 @@
-// The graph -> ExecutablePlan step the device backends call (compiler/lower). Kept behind this one
-// function so the backends, the trainer and the tests share the entry point and its caching.
+// The graph -> ExecutablePlan step the device backends and the device trainer call: compiler/lower's
+// lowerGraph, once per graph object. An op without a kernel is compiler/lower's UserError, located
+// at the model's source line (nothing falls back to the CPU silently).
 
 import type { Graph } from "../../compiler/ir/index.ts";
-import { UserError } from "../../compiler/ir/index.ts";
-import type { ExecutablePlan } from "../../compiler/lower/plan.ts";
+import { type ExecutablePlan, lowerGraph as lowerToPlan } from "../../compiler/lower/index.ts";
 
-/** The graph input compiler/lower creates for the run's seed (dropout / drop-path streams): an i32 scalar. */
-export const SEED_INPUT = "$seed";
-
-/** Why graphs cannot be lowered here, or true. */
+/** Why graphs cannot be lowered here, or true (kept for the backends' availability check). */
 export function loweringAvailable(): true | string {
-  return "the graph lowering (compiler/lower: graph -> kernel launches) has not landed yet, so no model can run on a device; use the cpu backend";
+  return true;
 }
 
 const plans = new WeakMap<Graph, ExecutablePlan>();
 
-/** The executable plan of a graph (lowered once per graph object); `flag` locates a UserError. */
-export function lowerGraph(graph: Graph, flag = "--backend"): ExecutablePlan {
-  const known = plans.get(graph);
-  if (known) return known;
-  const why = loweringAvailable();
-  if (why !== true) throw new UserError(why, flag);
-  throw new Error("unreachable");
+/** The executable plan of a graph, lowered once per graph object. */
+export function lowerGraph(graph: Graph): ExecutablePlan {
+  let plan = plans.get(graph);
+  if (!plan) {
+    plan = lowerToPlan(graph).plan;
+    plans.set(graph, plan);
+  }
+  return plan;
 }

@@ -4,6 +4,7 @@
 // first; outputs to after the last, since they are downloaded), and two buffers share bytes only
 // when their live ranges are disjoint. Offsets come from a best-fit allocator that visits buffers by
 // first use. A view (aliasOf) has no storage of its own: its owner's live range grows to cover it.
+// The ranges are the plan's firstUse/lastUse widened by what the launches actually pass.
 
 import type { ExecutablePlan, PlanBuffer } from "../../compiler/lower/plan.ts";
 import { alignUp } from "./device.ts";
@@ -88,6 +89,7 @@ export function planMemory(plan: ExecutablePlan, options: MemoryPlanOptions = {}
   }
   const groups = new Map<number, Group>();
   const rootOf = new Map<number, { root: number; offset: number }>();
+  const seen = observedUses(plan);
   for (const b of plan.buffers) {
     const r = resolveAlias(byId, b.id);
     rootOf.set(b.id, r);
@@ -103,6 +105,11 @@ export function planMemory(plan: ExecutablePlan, options: MemoryPlanOptions = {}
     if (b.firstUse >= 0) {
       g.start = Math.min(g.start, b.firstUse);
       g.end = Math.max(g.end, b.lastUse);
+    }
+    const used = seen.get(b.id);
+    if (used) {
+      g.start = Math.min(g.start, used[0]);
+      g.end = Math.max(g.end, used[1]);
     }
     if (b.role === "output") g.start = Math.min(g.start, g.end);
     if (b.role === "input") g.end = Math.max(g.end, g.start);
@@ -147,6 +154,25 @@ export function planMemory(plan: ExecutablePlan, options: MemoryPlanOptions = {}
     unsharedBytes: ranges.reduce((s, r) => s + r.bytes, 0),
     persistentBytes: [...persistent.values()].reduce((s, x) => s + x, 0),
   };
+}
+
+/**
+ * First and last launch that passes or lists each buffer. The plan's firstUse/lastUse are widened
+ * by these, so a liveness slip in a lowering cannot make two live buffers share bytes.
+ */
+function observedUses(plan: ExecutablePlan): Map<number, [number, number]> {
+  const seen = new Map<number, [number, number]>();
+  const note = (id: number, i: number) => {
+    const r = seen.get(id);
+    if (r) r[1] = i;
+    else seen.set(id, [i, i]);
+  };
+  plan.launches.forEach((l, i) => {
+    for (const a of l.args) if (a.kind === "buffer") note(a.buffer, i);
+    for (const id of l.reads) note(id, i);
+    for (const id of l.writes) note(id, i);
+  });
+  return seen;
 }
 
 interface Offsets {

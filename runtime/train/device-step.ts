@@ -24,7 +24,7 @@ import {
 } from "../../compiler/autodiff/index.ts";
 import { type Graph, numel, UserError } from "../../compiler/ir/index.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
-import { cudaAvailable, withSeed } from "../exec/backends.ts";
+import { cudaAvailable } from "../exec/backends.ts";
 import { CudaDevice } from "../exec/cuda-device.ts";
 import type { Device, DeviceAddress } from "../exec/device.ts";
 import { EmuDevice } from "../exec/emu-device.ts";
@@ -59,6 +59,8 @@ interface Resident {
 export interface DeviceEngineOptions {
   /** Replay each plan's launches as a captured graph (CUDA graphs) after its first run. */
   readonly graphs?: boolean;
+  /** An open device to use (and leave open on dispose); default: open one of `kind`. */
+  readonly device?: Device;
 }
 
 export class DeviceEngine implements StepEngine {
@@ -75,6 +77,7 @@ export class DeviceEngine implements StepEngine {
     private readonly update: PlanExecutor,
     private readonly accum: number,
     optimizerStep: number,
+    private readonly ownsDevice: boolean,
   ) {
     this.applied = optimizerStep;
   }
@@ -94,7 +97,7 @@ export class DeviceEngine implements StepEngine {
     options: DeviceEngineOptions = {},
   ): Promise<DeviceEngine> {
     // The device first: without a GPU `--device cuda` says so before any lowering work.
-    const device: Device = kind === "cuda" ? CudaDevice.open() : new EmuDevice();
+    const device: Device = options.device ?? (kind === "cuda" ? CudaDevice.open() : new EmuDevice());
     const gradGraph = grad(forward, { loss: "loss" });
     const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
     const adamOptions = Object.fromEntries(
@@ -106,9 +109,9 @@ export class DeviceEngine implements StepEngine {
         eps: settings.eps,
       }).filter(([, v]) => v !== undefined),
     );
-    const gradPlanData = lowerGraph(gradGraph, "--device");
-    const accPlanData = accum > 1 ? lowerGraph(accumulateGrads(params), "--device") : undefined;
-    const adamPlanData = lowerGraph(adamwUpdate(params, adamOptions), "--device");
+    const gradPlanData = lowerGraph(gradGraph);
+    const accPlanData = accum > 1 ? lowerGraph(accumulateGrads(params)) : undefined;
+    const adamPlanData = lowerGraph(adamwUpdate(params, adamOptions));
 
     const resident = new Map<string, Resident>();
     for (const p of params) {
@@ -175,7 +178,17 @@ export class DeviceEngine implements StepEngine {
       poison,
       graph: options.graphs,
     });
-    return new DeviceEngine(device, params, resident, gradPlan, accumulate, update, accum, initial.optimizerStep);
+    return new DeviceEngine(
+      device,
+      params,
+      resident,
+      gradPlan,
+      accumulate,
+      update,
+      accum,
+      initial.optimizerStep,
+      !options.device,
+    );
   }
 
   get optimizerStep(): number {
@@ -193,7 +206,7 @@ export class DeviceEngine implements StepEngine {
     if (inputs.length !== this.accum) throw new Error(`step: ${inputs.length} micro-batches for accumulation ${this.accum}`);
     const losses: number[] = [];
     for (let k = 0; k < inputs.length; k++) {
-      await this.gradPlan.uploadInputs(withSeed(this.gradPlan.plan, inputs[k], seeds[k]));
+      await this.gradPlan.uploadInputs(inputs[k], seeds[k]);
       await this.gradPlan.launchAll();
       losses.push((await this.gradPlan.readOutput("loss")).data[0]);
       if (k === 0) {
@@ -274,6 +287,6 @@ export class DeviceEngine implements StepEngine {
     await this.accumulate?.dispose();
     await this.update.dispose();
     for (const r of this.resident.values()) for (const a of [r.master, r.m, r.v, r.sum]) this.device.free(a);
-    await this.device.dispose();
+    if (this.ownsDevice) await this.device.dispose();
   }
 }

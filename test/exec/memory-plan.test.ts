@@ -131,6 +131,18 @@ describe("memory plan", () => {
     expect(mp.arenaBytes).toBe(2 * KB);
   });
 
+  it("a launch that passes a buffer outside its declared uses widens its live range", () => {
+    const p = plan(3, [
+      { bytes: 1 * KB, first: 0, last: 0 }, // declared dead after launch 0, but launch 2 reads it
+      { bytes: 1 * KB, first: 1, last: 2 },
+    ]);
+    const reads = { ...p.launches[2], reads: [0, 1] };
+    const mp = planMemory({ ...p, launches: [p.launches[0], p.launches[1], reads] });
+    expect(mp.ranges.find((r) => r.root === 0)).toMatchObject({ start: 0, end: 2 });
+    expect(mp.arenaBytes).toBe(2 * KB);
+    expect(placementConflicts(mp)).toEqual([]);
+  });
+
   it("params and constants are resident; unused and caller-bound buffers get nothing", () => {
     const p = plan(2, [
       { bytes: 4 * KB, first: 0, last: 0, role: "param", name: "w" },
