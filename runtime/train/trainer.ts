@@ -269,7 +269,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const imagesPerStep = run.microBatch * run.accum * world;
   progress.message(
     `train ${traced.name} ${traced.configName}${traced.task ? ` (${traced.task})` : ""}: ${(params / 1e6).toFixed(2)}M params, ` +
-      `${run.precision} on ${executor?.name ?? `cpu, ${world} ranks (${(engine as DistributedEngine).strategy})`}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
+      `${run.precision} on ${engine instanceof DeviceEngine ? engine.device.description : (executor?.name ?? `cpu, ${world} ranks (${(engine as DistributedEngine).strategy})`)}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
       `global batch ${imagesPerStep} = ${world} x ${run.microBatch} x ${run.accum}; ` +
       `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
       `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
