@@ -167,7 +167,7 @@ export function checkAgainstTruth(g: Graph, label: string, o: { seed?: number; z
     const theirs = maxDiff((cpu.get(name) as HostTensor).data, t.data);
     // A value that is zero in exact arithmetic (a key bias's gradient under softmax) is rounding noise
     // in both evaluations: the plan's noise is held within 4x the CPU's.
-    const ratio = o.zero?.includes(name) ? ours / (4 * theirs) : ours / (2 * theirs + 2 ** -8 * scale);
+    const ratio = ours === 0 ? 0 : o.zero?.includes(name) ? ours / (4 * theirs) : ours / (2 * theirs + 2 ** -8 * scale);
     worst = Math.max(worst, ratio);
     errors.push({ name, plan: ours, cpu: theirs, scale });
     if (process.env.PTC_AGREEMENT)
