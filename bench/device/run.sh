@@ -16,6 +16,7 @@
 #   cli         `ptc run --backend cuda` and `--backend cpu` on xxs (the user's path), if time is left
 #
 # Writes to $OUT: run.log, one JSON per stage, results.json and results.md (summarize.py).
+# PTC_BENCH_STAGES=a,b,... runs only the named stages (a short device budget picks what it needs).
 # PTC_BENCH_DRY_RUN=1 runs the same stages without a GPU (prepare.sh --dry-run does, in a copy of
 # the tree): the Node side on the PTX emulator with small sizes, PyTorch on the CPU with xxs.
 set -uo pipefail
@@ -39,6 +40,11 @@ left() { echo $((BUDGET - $(elapsed))); }
 stage() {
   local name=$1 limit=$(($2 * SCALE)) min=$3
   shift 3
+  if [ -n "${PTC_BENCH_STAGES:-}" ] && [[ ",$PTC_BENCH_STAGES," != *",$name,"* ]]; then
+    echo "== $name: not selected (PTC_BENCH_STAGES=$PTC_BENCH_STAGES)"
+    printf '%s\tskipped\t0\tnot selected\n' "$name" >>"$OUT/stages.tsv"
+    return
+  fi
   local l
   l=$(left)
   local t=$((limit < l - 10 ? limit : l - 10))
