@@ -129,9 +129,9 @@ describe("ptc run", () => {
   });
 
   it("an unknown backend is a one-line error naming --backend", () => {
-    const r = runPtc(["run", "model/perceptnet.ts", "--backend", "cuda", "--out", path.join(tmp(), "x"), "--no-typecheck"]);
+    const r = runPtc(["run", "model/perceptnet.ts", "--backend", "tpu", "--out", path.join(tmp(), "x"), "--no-typecheck"]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe("error: --backend: unknown backend 'cuda' (available: cpu)");
+    expect(r.stderr.trim()).toBe("error: --backend: unknown backend 'tpu' (available: cpu, ptx-emu, cuda)");
   });
 
   it("an unknown weight format names the formats the model has", () => {
