@@ -5,6 +5,7 @@
 import { formatLoc, formatShape, Graph, type Node, numel, UserError } from "../ir/index.ts";
 import { cse, dce } from "../passes/index.ts";
 import { Builder } from "./builder.ts";
+import { RECOMPUTE_ATTR, recomputeSegments } from "./checkpoint.ts";
 import { gradientRule } from "./registry.ts";
 import "./rules/index.ts";
 
@@ -17,6 +18,12 @@ export interface GradOptions {
   readonly wrtInputs?: readonly string[];
   /** Run CSE and DCE on the result (default true). */
   readonly optimize?: boolean;
+  /**
+   * Activation checkpointing: the checkpoint units (repeated blocks, `checkpointUnitOf`) whose
+   * forward the backward recomputes instead of keeping its values; called once per unit name.
+   * Default: none (every value the backward reads is kept).
+   */
+  readonly recompute?: (unit: string) => boolean;
 }
 
 /** Output name of a parameter's gradient in the training graph. */
@@ -77,6 +84,34 @@ export function grad(forward: Graph, options: GradOptions): Graph {
   b.loc = lossNode.loc;
   contribute(lossId, b.full(lossNode.shape, 1, lossNode.dtype));
 
+  // Checkpointing: a segment's forward is copied in when the backward first reaches it, and its
+  // nodes' rules read the copies (values from outside the segment stay the forward's).
+  const plan = options.recompute ? recomputeSegments(forward, options.recompute) : undefined;
+  const recomputed = new Map<number, number>(); // forward id -> its recomputed copy
+  const segmentOf = (id: number) => plan?.segmentOf[id] ?? -1;
+  const within = (seg: number, id: number) => (seg >= 0 && segmentOf(id) === seg ? (recomputed.get(id) ?? id) : id);
+  const materialise = (seg: number) => {
+    const s = (plan as NonNullable<typeof plan>).segments[seg];
+    if (recomputed.has(s.nodes[0])) return;
+    for (const id of s.nodes) {
+      const n = forward.nodes[id];
+      const copy = g.add(
+        n.op,
+        n.inputs.map((i) => within(seg, i)),
+        { ...n.attrs, [RECOMPUTE_ATTR]: s.unit },
+        n.loc,
+        n.scope,
+      );
+      recomputed.set(id, copy.id);
+    }
+  };
+  // What a rule sees of a forward node: its value (the recomputed copy inside a segment) with the
+  // forward's attributes (so a rule that re-emits the op does not carry the recompute mark).
+  const seen = (seg: number, id: number): Node => {
+    const v = within(seg, id);
+    return v === id ? g.node(id) : { ...g.node(v), attrs: forward.nodes[id].attrs };
+  };
+
   const total = new Map<number, number>();
   for (let id = lossId; id >= 0; id--) {
     const list = pending.get(id);
@@ -97,8 +132,10 @@ export function grad(forward: Graph, options: GradOptions): Graph {
         formatLoc(node.loc),
       );
     }
-    const ins = node.inputs.map((i) => forward.nodes[i]);
-    const grads = rule({ b, node: g.node(id), inputs: ins, dy, needs: node.inputs.map((i) => needs[i]) });
+    const seg = segmentOf(id);
+    if (seg >= 0) materialise(seg);
+    const ins = node.inputs.map((i) => (seg >= 0 ? seen(seg, i) : forward.nodes[i]));
+    const grads = rule({ b, node: seen(seg, id), inputs: ins, dy, needs: node.inputs.map((i) => needs[i]) });
     node.inputs.forEach((inId, k) => {
       const d = grads[k];
       if (d === undefined || !needs[inId]) return;

@@ -274,6 +274,14 @@ export class CpuCollectives implements HostCollectives {
     return g;
   }
 
+  /**
+   * The rendezvous store fromEnv opened (rank 0 serves it; open until close): NCCL communicators of
+   * the same job exchange their unique id through it. Undefined after `connect`.
+   */
+  get rendezvousStore(): TcpStore | undefined {
+    return this.store;
+  }
+
   /** On the world group: closes every connection (and the store, if fromEnv opened it). */
   async close(): Promise<void> {
     if (this.channel !== 0) return;

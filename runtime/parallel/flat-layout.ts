@@ -2,7 +2,13 @@
 // buffer, as FSDP's FlatParameter), each unit's parameters laid end to end in parameter order and
 // padded with zeros to a multiple of the shard count, then cut into equal shards. Rank r keeps shard r
 // of every unit, concatenated in unit order: its local shard buffer. The layout is a pure function
-// of (parameter list, unit rule, shard count), so every rank computes the same one.
+// of (parameter list, unit rule, shard count, alignment), so every rank computes the same one.
+//
+// Device buffers want aligned parameters (a kernel reads a parameter bound at its offset with
+// vector loads; the exec arena keeps 256-byte alignment): with `align` = A elements each parameter
+// starts at a multiple of A, owns the zero gap up to the next multiple (its extent), and a unit is
+// padded to a multiple of shards x A, so every shard and every run of a shard starts aligned too.
+// The gaps are zeros in weights, gradients and moments, and AdamW keeps zeros zero.
 import { numel, type Shape } from "../../compiler/ir/index.ts";
 
 export interface ParamSpec {
@@ -12,6 +18,8 @@ export interface ParamSpec {
 
 export interface FlatParam extends ParamSpec {
   readonly numel: number;
+  /** Elements it owns in the flat buffer: numel rounded up to the alignment (numel without one). */
+  readonly extent: number;
   readonly unit: number;
   /** Element offset in its unit's flat buffer. */
   readonly offset: number;
@@ -22,9 +30,9 @@ export interface FlatUnit {
   /** The unit's module path ("blocks.3"); "" for the root unit. */
   readonly name: string;
   readonly params: readonly FlatParam[];
-  /** Elements of its parameters. */
+  /** Elements of its parameters (their extents). */
   readonly numel: number;
-  /** numel rounded up to a multiple of the shard count. */
+  /** numel rounded up to a multiple of the shard count (x the alignment). */
   readonly padded: number;
   /** padded / shards. */
   readonly shardNumel: number;
@@ -63,8 +71,11 @@ export class FlatLayout {
     params: readonly ParamSpec[],
     readonly shards: number,
     unitOf: (paramName: string) => string = wholeModelUnit,
+    /** Elements every parameter, unit shard and shard run starts at a multiple of (default 1). */
+    readonly align = 1,
   ) {
     if (!Number.isInteger(shards) || shards < 1) throw new Error(`FlatLayout: shard count ${shards}`);
+    if (!Number.isInteger(align) || align < 1) throw new Error(`FlatLayout: alignment ${align}`);
     const groups = new Map<string, ParamSpec[]>(); // units in order of their first parameter
     for (const p of params) {
       const u = unitOf(p.name);
@@ -78,12 +89,14 @@ export class FlatLayout {
       let offset = 0;
       const flat = list.map((p) => {
         if (this.byName.has(p.name)) throw new Error(`FlatLayout: parameter ${p.name} listed twice`);
-        const fp: FlatParam = { name: p.name, shape: p.shape, numel: numel(p.shape), unit: units.length, offset };
+        const n = numel(p.shape);
+        const extent = Math.ceil(n / align) * align;
+        const fp: FlatParam = { name: p.name, shape: p.shape, numel: n, extent, unit: units.length, offset };
         this.byName.set(p.name, fp);
-        offset += fp.numel;
+        offset += extent;
         return fp;
       });
-      const padded = Math.ceil(offset / shards) * shards;
+      const padded = Math.ceil(offset / (shards * align)) * shards * align;
       units.push({ index: units.length, name, params: flat, numel: offset, padded, shardNumel: padded / shards, localOffset });
       localOffset += padded / shards;
     }
@@ -112,6 +125,7 @@ export class FlatLayout {
       const v = value(p.name);
       if (v.length !== p.numel) throw new Error(`FlatLayout: ${p.name} has ${v.length} elements, expected ${p.numel}`);
       out.set(v, p.offset);
+      out.fill(0, p.offset + p.numel, p.offset + p.extent);
     }
     out.fill(0, unit.numel);
     return out;
@@ -158,7 +172,7 @@ export class FlatLayout {
       let covered = lo;
       for (const p of u.params) {
         const a = Math.max(lo, p.offset);
-        const b = Math.min(hi, p.offset + p.numel);
+        const b = Math.min(hi, p.offset + p.extent);
         if (a >= b) continue;
         push(u.localOffset + (a - lo), b - a, decay(p.name));
         covered = b;

@@ -10,3 +10,4 @@ export * from "./fsdp.ts";
 export * from "./nccl-collectives.ts";
 export * from "./segments.ts";
 export * from "./sharded.ts";
+export * from "./staged-collectives.ts";

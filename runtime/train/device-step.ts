@@ -61,6 +61,8 @@ export interface DeviceEngineOptions {
   readonly graphs?: boolean;
   /** An open device to use (and leave open on dispose); default: open one of `kind`. */
   readonly device?: Device;
+  /** cuda: the device ordinal to open (LOCAL_RANK's GPU; default 0). */
+  readonly deviceIndex?: number;
 }
 
 export class DeviceEngine implements StepEngine {
@@ -97,8 +99,9 @@ export class DeviceEngine implements StepEngine {
     options: DeviceEngineOptions = {},
   ): Promise<DeviceEngine> {
     // The device first: without a GPU `--device cuda` says so before any lowering work.
-    const device: Device = options.device ?? (kind === "cuda" ? CudaDevice.open() : new EmuDevice());
-    const gradGraph = grad(forward, { loss: "loss" });
+    const device: Device =
+      options.device ?? (kind === "cuda" ? CudaDevice.open({ index: options.deviceIndex }) : new EmuDevice());
+    const gradGraph = grad(forward, { loss: "loss", recompute: settings.recompute });
     const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
     const adamOptions = Object.fromEntries(
       Object.entries({

@@ -5,14 +5,15 @@
 // ranks' shared view of the step (an interrupt on any rank, unreadable samples, data positions), so
 // every decision the loop takes (skip, stop, checkpoint) is the same on every rank.
 
-import { type AdamWParam, adamwParams, decayExcluded, grad } from "../../compiler/autodiff/index.ts";
+import { type AdamWParam, adamwParams, decayExcluded } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
 import type { HostTensor } from "../cpu/tensor.ts";
+import type { TcpStore } from "../cuda/store.ts";
 import type { HostCollectives } from "../parallel/collectives.ts";
 import { createDataParallel } from "../parallel/create.ts";
 import type { DataParallel, DataParallelStrategy } from "../parallel/data-parallel.ts";
 import type { TensorMap } from "./executor.ts";
-import type { OptimizerSettings, OptimizerState, StepRunner } from "./step.ts";
+import { gradGraphOf, type OptimizerSettings, type OptimizerState, type StepRunner } from "./step.ts";
 
 /** This rank's part of the step's bookkeeping, shared with the others. */
 export interface LocalStepInfo {
@@ -98,10 +99,48 @@ export interface DistributedOptions {
   readonly strategy: DataParallelStrategy;
   /** hsdp: ranks per shard group. */
   readonly shardSize?: number;
+  /** --device: this rank's device on its node (LOCAL_RANK). */
+  readonly localRank?: number;
+  /** --device cuda: the job's rendezvous store, where the NCCL communicator finds its unique id. */
+  readonly store?: TcpStore;
 }
 
 // Positions travel through f32 collectives: split so that each half is an exact f32 integer.
 const POSITION_SPLIT = 2 ** 22;
+
+/** What every rank learns of a step from one all-gather: the StepOutcome minus the update's part. */
+export type SharedStep = Omit<StepOutcome, "gradNorm" | "clipScale" | "applied">;
+
+/**
+ * One all-gather of every rank's micro-batch losses, interrupt flag, unreadable-sample count and
+ * data position: afterwards every rank holds the same losses (global micro-batch order k x world +
+ * rank), their mean, and the job's interrupt / skip / position bookkeeping. Collective.
+ */
+export async function shareStep(world: HostCollectives, losses: readonly number[], local: LocalStepInfo): Promise<SharedStep> {
+  const K = losses.length;
+  const size = world.size;
+  const mine = new Float32Array(K + 4);
+  mine.set(losses);
+  mine[K] = local.interrupt() ? 1 : 0;
+  mine[K + 1] = local.skippedSamples;
+  mine[K + 2] = Math.floor(local.position / POSITION_SPLIT);
+  mine[K + 3] = local.position % POSITION_SPLIT;
+  const all = new Float32Array(mine.length * size);
+  await world.allGather(mine, all);
+  const n = mine.length;
+  const gathered: number[] = [];
+  for (let k = 0; k < K; k++) for (let r = 0; r < size; r++) gathered.push(all[r * n + k]);
+  const positions: number[] = [];
+  let interrupt = false;
+  let skippedSamples = 0;
+  for (let r = 0; r < size; r++) {
+    interrupt ||= all[r * n + K] !== 0;
+    skippedSamples += all[r * n + K + 1];
+    positions.push(all[r * n + K + 2] * POSITION_SPLIT + all[r * n + K + 3]);
+  }
+  const loss = gathered.reduce((a, b) => a + b, 0) / gathered.length;
+  return { loss, losses: gathered, interrupt, skippedSamples, positions };
+}
 
 /**
  * One rank of a data-parallel job. Per step: K micro-batches through the strategy (which reduces the
@@ -139,7 +178,7 @@ export class DistributedEngine implements StepEngine {
     initial: ReadonlyMap<string, HostTensor>,
     resume?: OptimizerState,
   ): Promise<DistributedEngine> {
-    const gradGraph = grad(forward, { loss: "loss" });
+    const gradGraph = gradGraphOf(forward, settings);
     const exclude = settings.exclude ?? decayExcluded;
     const params = adamwParams(gradGraph, exclude);
     const names = new Set(params.map((p) => p.name));
@@ -179,42 +218,21 @@ export class DistributedEngine implements StepEngine {
   async step(inputs: readonly TensorMap[], seeds: readonly number[], lr: number, local: LocalStepInfo): Promise<StepOutcome> {
     const K = this.accum;
     if (inputs.length !== K) throw new Error(`step: ${inputs.length} micro-batches for accumulation ${K}`);
-    const mine = new Float32Array(K + 4);
+    const mine: number[] = [];
     for (let k = 0; k < K; k++) {
       const out = await this.dp.microBatch(inputs[k], { seed: seeds[k], last: k === K - 1 });
-      mine[k] = (out.get("loss") as HostTensor).data[0];
+      mine.push((out.get("loss") as HostTensor).data[0]);
     }
-    mine[K] = local.interrupt() ? 1 : 0;
-    mine[K + 1] = local.skippedSamples;
-    mine[K + 2] = Math.floor(local.position / POSITION_SPLIT);
-    mine[K + 3] = local.position % POSITION_SPLIT;
-    const all = new Float32Array(mine.length * this.worldSize);
-    await this.world.allGather(mine, all);
-    const n = mine.length;
-    const losses: number[] = [];
-    for (let k = 0; k < K; k++) for (let r = 0; r < this.worldSize; r++) losses.push(all[r * n + k]);
-    const loss = losses.reduce((a, b) => a + b, 0) / losses.length;
-    const positions: number[] = [];
-    let interrupt = false;
-    let skippedSamples = 0;
-    for (let r = 0; r < this.worldSize; r++) {
-      interrupt ||= all[r * n + K] !== 0;
-      skippedSamples += all[r * n + K + 1];
-      positions.push(all[r * n + K + 2] * POSITION_SPLIT + all[r * n + K + 3]);
-    }
+    const shared = await shareStep(this.world, mine, local);
     // Every rank holds the same losses, so a non-finite one skips the update everywhere.
-    const skip = !Number.isFinite(loss);
+    const skip = !Number.isFinite(shared.loss);
     const stats = await this.dp.step({ lr, step: this.applied + 1, skip });
     if (stats.finite) this.applied++;
     return {
-      loss,
-      losses,
+      ...shared,
       gradNorm: skip ? Number.NaN : stats.gradNorm,
       clipScale: stats.clipScale,
       applied: stats.finite,
-      interrupt,
-      skippedSamples,
-      positions,
     };
   }
 

@@ -36,6 +36,16 @@ export interface OptimizerSettings {
   readonly eps?: number;
   /** Parameters without weight decay; default the Swin/SimMIM rule (decayExcluded). */
   readonly exclude?: (name: string, shape: Shape) => boolean;
+  /**
+   * Activation checkpointing (--checkpoint): the units (blocks) whose forward the backward
+   * recomputes; the gradients are the same bits, the backward keeps fewer activations.
+   */
+  readonly recompute?: (unit: string) => boolean;
+}
+
+/** The gradient graph of one micro-batch: grad(forward, { loss }), with the run's checkpointing. */
+export function gradGraphOf(forward: Graph, settings: Pick<OptimizerSettings, "recompute">): Graph {
+  return grad(forward, { loss: "loss", recompute: settings.recompute });
 }
 
 /** f32 master weights, AdamW moments, and how many updates have been applied. */
@@ -82,7 +92,7 @@ export class StepRunner {
 
   constructor(executor: Executor, forward: Graph, accumSteps: number, settings: OptimizerSettings) {
     checkLossOutput(forward);
-    this.gradGraph = grad(forward, { loss: "loss" });
+    this.gradGraph = gradGraphOf(forward, settings);
     this.params = adamwParams(this.gradGraph, settings.exclude ?? decayExcluded);
     this.accumSteps = accumSteps;
     this.worldSize = executor.worldSize;

@@ -11,6 +11,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import chalk from "chalk";
 import type { Command } from "commander";
+import { traceModel } from "../../compiler/dsl/model.ts";
 import { loadModel, parseImageSize, parseNumber, parsePositiveInt } from "../../compiler/frontend/index.ts";
 import { isUserError, UserError } from "../../compiler/ir/index.ts";
 import { DEFAULT_MASTER_PORT, type LaunchEnv, readLaunchEnv } from "../cuda/launch-env.ts";
@@ -18,9 +19,11 @@ import { CollectiveError } from "../parallel/collectives.ts";
 import { CpuCollectives } from "../parallel/cpu-collectives.ts";
 import { DATA_PARALLEL_STRATEGIES, type DataParallelStrategy } from "../parallel/data-parallel.ts";
 import { listCheckpoints, loadCheckpoint, readCheckpointState, resolveCheckpoint } from "./checkpoint.ts";
+import { checkDeviceStrategy, DEVICE_STRATEGIES } from "./device-parallel.ts";
 import { checkTrainDevice, type TrainDevice } from "./device-step.ts";
 import { launchTraining } from "./launch.ts";
 import { formatDuration, stderrProgress } from "./progress.ts";
+import { parseCheckpointFlag, recomputePredicate } from "./recompute.ts";
 import { defaultWarmup, FINETUNE_LR, PAPER_MIN_LR } from "./schedule.ts";
 import { type RunConfig, type TrainHooks, TrainingDiverged, train } from "./trainer.ts";
 
@@ -61,6 +64,7 @@ interface TrainFlags {
   strategy: string;
   shardSize?: number;
   collectiveTimeout: number;
+  checkpoint?: string[];
 }
 
 function parseCount(flag: string) {
@@ -104,6 +108,8 @@ const RESUMABLE = new Set([
   "strategy",
   "shardSize",
   "device",
+  // The same gradients with or without: only the memory and time of a step change.
+  "checkpoint",
 ]);
 /** RunConfig keys by flag name, for the resume check. */
 const FLAG_OF: Record<string, string> = {
@@ -181,6 +187,7 @@ function freshRun(
     world: placement.world,
     strategy: strategyOf(flags),
     shardSize: flags.shardSize ?? (placement.world > 1 ? placement.localWorld : null),
+    checkpoint: flags.checkpoint ?? null,
   };
 }
 
@@ -295,6 +302,7 @@ function prepareRun(
     }
   }
   checkShardSize(run);
+  if (run.world > 1 && run.device) checkDeviceStrategy(run.strategy);
   return { run, resume };
 }
 
@@ -342,7 +350,27 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
     const world = flags.nprocPerNode * flags.nnodes;
     if (flags.nodeRank >= flags.nnodes)
       throw new UserError(`expected a node rank from 0 to ${flags.nnodes - 1}, got ${flags.nodeRank}`, "--node-rank");
-    prepareRun(file, flags, def, given, workers, { world, localWorld: flags.nprocPerNode }, flags.nodeRank === 0, false);
+    const { run } = prepareRun(
+      file,
+      flags,
+      def,
+      given,
+      workers,
+      { world, localWorld: flags.nprocPerNode },
+      flags.nodeRank === 0,
+      false,
+    );
+    // A --checkpoint that selects no block is one error here, not one per rank.
+    if (run.checkpoint?.length) {
+      const traced = traceModel(def, {
+        config: run.config,
+        task: run.task ?? undefined,
+        batch: 1,
+        training: true,
+        imageSize: run.imageSize ?? undefined,
+      });
+      recomputePredicate(traced.graph, run.checkpoint);
+    }
     const args = process.argv.slice(2);
     const code = await launchTraining(flags as Required<TrainFlags>, flags.typecheck ? [...args, "--no-typecheck"] : args);
     if (code !== 0) process.exitCode = code;
@@ -398,7 +426,16 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
           afterStep?.(s);
         },
       },
-      distributed: world ? { world, strategy: run.strategy, shardSize: run.shardSize ?? undefined } : undefined,
+      distributed: world
+        ? {
+            world,
+            strategy: run.strategy,
+            shardSize: run.shardSize ?? undefined,
+            localRank: env.localRank,
+            store: world.rendezvousStore,
+          }
+        : undefined,
+      deviceIndex: env.localRank,
     });
     await world?.close();
     if (rank === 0) {
@@ -465,7 +502,15 @@ export function registerTrainCommand(program: Command): void {
     .option("--clip <x>", "clip the global gradient norm to this", positiveNumber("--clip"))
     .option("--precision <p>", "f32, or bf16 compute with f32 master weights and optimizer state", "f32")
     .option("--backend <name>", "backend that runs the step graphs", "cpu")
-    .option("--device <name>", "the whole step on a device, weights resident there: cuda | ptx-emu (default: --backend)")
+    .option(
+      "--device <name>",
+      "the whole step on a device, weights resident there: cuda | ptx-emu (default: --backend); each rank uses GPU LOCAL_RANK",
+    )
+    .option(
+      "--checkpoint <units>",
+      "activation checkpointing: recompute these blocks' forward in the backward (module paths, e.g. stages.2,stages.3; all)",
+      parseCheckpointFlag,
+    )
     .option("--ckpt-dir <dir>", "checkpoint folder (default dist/runs/<model>-<config>[-<task>])")
     .option("--ckpt-every <n>", "checkpoint every n steps (0: only at the end and on Ctrl-C)", parseCount("--ckpt-every"), 1000)
     .option("--keep <n>", "checkpoints to keep", parsePositiveInt("--keep"), 3)
@@ -486,7 +531,11 @@ export function registerTrainCommand(program: Command): void {
     .option("--node-rank <r>", "this node's index, 0..nnodes-1 (with --nproc-per-node)", parseCount("--node-rank"), 0)
     .option("--master-addr <addr>", "address of rank 0's node (with --nproc-per-node)", "127.0.0.1")
     .option("--master-port <port>", "port of rank 0's rendezvous store (with --nproc-per-node)", parsePort, DEFAULT_MASTER_PORT)
-    .option("--strategy <s>", `data-parallel strategy: ${DATA_PARALLEL_STRATEGIES.join(", ")}`, "ddp")
+    .option(
+      "--strategy <s>",
+      `data-parallel strategy: ${DATA_PARALLEL_STRATEGIES.join(", ")} (with --device: ${DEVICE_STRATEGIES.join(", ")})`,
+      "ddp",
+    )
     .option("--shard-size <s>", "hsdp: ranks per shard group (default: the ranks of one node)", parsePositiveInt("--shard-size"))
     .option(
       "--collective-timeout <s>",
@@ -504,11 +553,18 @@ Data parallel: --nproc-per-node G starts G ranks here (torchrun's variables RANK
 LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT); a process started with those variables
 (torchrun) or by srun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) joins as one rank. Global batch =
 ranks x micro-batch x accum; rank 0 logs and writes checkpoints (full tensors: resume with any
-world size or strategy).
+world size or strategy). With --device each rank trains on its own device (GPU LOCAL_RANK) and the
+gradients are reduced over NCCL (--strategy ddp, zero1 or zero2; zero3 and hsdp: cpu backend only);
+--device ptx-emu stages the collectives through the host (a test path).
+
+Activation checkpointing: --checkpoint stages.2,stages.3 recomputes those blocks' forward during
+the backward instead of keeping their activations (same gradients, less memory, one more forward
+of those blocks); --checkpoint all does it for every block.
 
 Examples:
   ptc train model/perceptnet.ts --config xxs --steps 200                 SimMIM pre-training on synthetic data
   ptc train model/perceptnet.ts --config xxs --nproc-per-node 2 --strategy zero2
+  ptc train model/perceptnet.ts --config s --device cuda --nproc-per-node 8 --strategy zero1 --checkpoint stages.2
   ptc train model/perceptnet.ts --config xxs --task seg --data ADEChallengeData2016 --init dist/runs/perceptnet-xxs
   ptc train model/perceptnet.ts --resume dist/runs/perceptnet-xxs`,
     )

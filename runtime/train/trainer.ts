@@ -26,12 +26,14 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { globalPosition, resumePosition } from "./data-position.ts";
+import { checkDeviceStrategy, DeviceDataParallelEngine } from "./device-parallel.ts";
 import { DeviceEngine, type TrainDevice } from "./device-step.ts";
 import { DistributedEngine, type DistributedOptions, LocalEngine, type StepEngine } from "./engine.ts";
 import { type Executor, executorNamed, type TensorMap } from "./executor.ts";
 import { applyInitWeights, type InitReport, summariseNames } from "./init-weights.ts";
 import { batchInputs, checkInputs, dataTaskOf } from "./inputs.ts";
 import { JsonlLog, type ProgressSink, silentProgress } from "./progress.ts";
+import { recomputePredicate } from "./recompute.ts";
 import { learningRate, type Schedule } from "./schedule.ts";
 import { checkLossOutput, type OptimizerSettings, type OptimizerState, StepRunner } from "./step.ts";
 
@@ -72,6 +74,8 @@ export interface RunConfig {
   readonly shardSize: number | null;
   /** --device: the whole step on this device with the weights resident (device-step.ts); null: --backend. */
   readonly device?: TrainDevice | null;
+  /** --checkpoint: module-scope prefixes of the blocks whose activations the backward recomputes. */
+  readonly checkpoint?: readonly string[] | null;
 }
 
 export interface TrainHooks {
@@ -95,6 +99,8 @@ export interface TrainContext {
   readonly source?: DataSource;
   /** This process is one rank of a data-parallel job over these collectives. */
   readonly distributed?: DistributedOptions;
+  /** --device cuda on one process: the GPU to use (LOCAL_RANK; default 0). */
+  readonly deviceIndex?: number;
 }
 
 export interface StepRecord {
@@ -141,6 +147,14 @@ export class TrainingDiverged extends UserError {
   }
 }
 
+/** Where the step runs, for the run's header line. */
+function describeEngine(engine: StepEngine, executor: Executor | undefined): string {
+  if (engine instanceof DeviceEngine) return engine.device.description;
+  if (engine instanceof DeviceDataParallelEngine) return engine.description;
+  if (engine instanceof DistributedEngine) return `cpu, ${engine.worldSize} ranks (${engine.strategy})`;
+  return executor?.name ?? "cpu";
+}
+
 export function dropoutSeed(seed: number, step: number, micro: number, accum: number): number {
   return mix32((seed ^ hashString("dropout") ^ Math.imul(step * accum + micro + 1, 0x85ebca6b)) >>> 0);
 }
@@ -172,8 +186,8 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const world = ctx.distributed?.world.size ?? 1;
   const rank = ctx.distributed?.world.rank ?? 0;
   const lead = rank === 0;
-  if (world > 1 && run.device) throw new UserError("--device trains in one process for now", "--device");
-  if (world > 1 && run.backend !== "cpu")
+  if (world > 1 && run.device) checkDeviceStrategy(run.strategy);
+  if (world > 1 && !run.device && run.backend !== "cpu")
     throw new UserError(`data parallelism runs on the cpu backend only (for now), not '${run.backend}'`, "--backend");
   const executor: Executor | undefined = world === 1 ? (ctx.executor ?? executorNamed(run.backend)) : undefined;
   // Only rank 0 reports; the others stay quiet unless they fail.
@@ -191,7 +205,11 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const imageNode = traced.graph.inputs().find((n) => n.attrs.name === "image");
   if (!imageNode) throw new UserError("the model has no 'image' input to feed from --data", "--data");
   const imageSize: [number, number] = [imageNode.shape[2], imageNode.shape[3]];
-  const settings: OptimizerSettings = { weightDecay: run.weightDecay, clip: run.clip ?? undefined };
+  const settings: OptimizerSettings = {
+    weightDecay: run.weightDecay,
+    clip: run.clip ?? undefined,
+    recompute: run.checkpoint?.length ? recomputePredicate(traced.graph, run.checkpoint) : undefined,
+  };
   checkLossOutput(traced.graph);
 
   // Weights and optimizer state: a checkpoint's, or fresh (optionally with --init weights).
@@ -221,13 +239,30 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     }
   }
   let engine: StepEngine;
-  if (ctx.distributed && world > 1) {
+  if (ctx.distributed && world > 1 && run.device) {
+    const start = resumed ?? { params: fresh as Map<string, HostTensor>, m: new Map(), v: new Map(), optimizerStep: 0 };
+    engine = await DeviceDataParallelEngine.create(
+      run.device,
+      traced.graph,
+      run.accum,
+      settings,
+      {
+        host: ctx.distributed.world,
+        strategy: checkDeviceStrategy(run.strategy),
+        store: ctx.distributed.store,
+        deviceIndex: ctx.distributed.localRank,
+      },
+      start,
+    );
+  } else if (ctx.distributed && world > 1) {
     const initial = new Map(fresh as Map<string, HostTensor>);
     if (resumed) for (const [k, t] of resumed.params) initial.set(k, t);
     engine = await DistributedEngine.create(traced.graph, run.accum, settings, ctx.distributed, initial, resumed);
   } else if (run.device) {
     const start = resumed ?? { params: fresh as Map<string, HostTensor>, m: new Map(), v: new Map(), optimizerStep: 0 };
-    engine = await DeviceEngine.create(run.device, traced.graph, run.accum, settings, start);
+    engine = await DeviceEngine.create(run.device, traced.graph, run.accum, settings, start, {
+      deviceIndex: ctx.deviceIndex,
+    });
   } else {
     const runner = new StepRunner(executor as Executor, traced.graph, run.accum, settings);
     engine = new LocalEngine(runner, resumed ?? runner.initialState(fresh as Map<string, HostTensor>));
@@ -269,8 +304,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const imagesPerStep = run.microBatch * run.accum * world;
   progress.message(
     `train ${traced.name} ${traced.configName}${traced.task ? ` (${traced.task})` : ""}: ${(params / 1e6).toFixed(2)}M params, ` +
-      `${run.precision} on ${engine instanceof DeviceEngine ? engine.device.description : (executor?.name ?? `cpu, ${world} ranks (${(engine as DistributedEngine).strategy})`)}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
+      `${run.precision} on ${describeEngine(engine, executor)}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
       `global batch ${imagesPerStep} = ${world} x ${run.microBatch} x ${run.accum}; ` +
+      (run.checkpoint?.length ? `checkpointing ${run.checkpoint.join(",")}; ` : "") +
       `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
       `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
       (resume ? `; resuming at step ${resume.state.step} from ${resume.dir}` : ""),
