@@ -8,6 +8,7 @@
 #                           the loader's cache is keyed by absolute paths, which differ there)
 #   build/                  the ptc_cuda addon (node-gyp; dlopens libcuda there)
 #   dist/device-kernels/    PTX + manifest for bench/device/kernels.py (bench/kernels.ts --device)
+#   dist/device-attention/  PTX + manifest for bench/device/attention.py (bench/device/attention-cases.ts)
 #   dist/device-bench/      PerceptNet configs for bench/device/perceptnet_torch.py, with ptc's
 #                           parameter counts
 #
@@ -17,7 +18,7 @@
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
-CARRY=(.gpu-node build dist/device-kernels dist/device-bench)
+CARRY=(.gpu-node build dist/device-kernels dist/device-attention dist/device-bench)
 LIMIT=$((64 * 1024 * 1024))
 ts() { node --input-type=module -e 'import{register}from"node:module";import{pathToFileURL}from"node:url";register("./bin/ts-loader.js",pathToFileURL("./"));await import(process.argv[1])' "$@"; }
 
@@ -36,6 +37,7 @@ if [ ! -f .gpu-node/nm.tar.xz ] || [ "$(cat .gpu-node/nm.stamp 2>/dev/null)" != 
 fi
 
 ts ./bench/kernels.ts --device dist/device-kernels >/dev/null
+ts ./bench/device/attention-cases.ts dist/device-attention
 ts ./bench/device/write-configs.ts -- dist/device-bench xxs s
 
 total=$(du -cb "${CARRY[@]}" | tail -1 | cut -f1)

@@ -6,6 +6,9 @@
 #   gpu-tests   vitest: test/gpu (driver, caching allocator, CUDA graphs, NCCL with one rank over
 #               the TCP store; the executor on CudaDevice) and test/parallel/nccl.test.ts (the
 #               data-parallel collectives over NCCL, world size 1)
+#   attention   bench/device/attention.py: the fused window-attention kernels, forward and backward,
+#               vs PyTorch eager, SDPA with an additive mask and torch.compile (Swin-T and
+#               PerceptNet-Large shapes), time and fraction of the copy bandwidth
 #   forward     PerceptNet xxs forward on the GPU vs the CPU backend; CUDA-graph replay
 #   train       xxs training steps on the GPU (`ptc train --device cuda`'s engine) vs the CPU trainer
 #   time-s      the `s` config's training step on the GPU (bf16, f32 masters), CUDA graphs off/on
@@ -112,6 +115,12 @@ fi
 # (vitest.config.ts's json reporter writes .vitest-report.json; it is copied to $OUT.)
 stage gpu-tests 110 30 bash -c 'node node_modules/vitest/vitest.mjs run test/gpu test/parallel/nccl.test.ts \
   --typecheck.enabled=false --reporter=verbose --reporter=json; rc=$?; cp .vitest-report.json "$1/gpu-tests.json"; exit $rc' _ "$OUT"
+if [ "$DRY" = 1 ]; then
+  # attention.py needs a GPU for its kernels: here its syntax and its CPU check of the torch baselines.
+  stage attention 30 5 bash -c '"$1" -m py_compile bench/device/attention.py && "$1" bench/device/attention.py --check-reference' _ "$PY"
+else
+  stage attention 100 20 "$PY" bench/device/attention.py dist/device-attention --out "$OUT/attention.json" --budget 85
+fi
 stage forward 90 20 "${TS[@]}" ./bench/device/model-bench.ts --stage forward --device $DEV "${FWD[@]}" --out "$OUT/forward.json"
 stage train 100 20 "${TS[@]}" ./bench/device/model-bench.ts --stage train --device $DEV "${TRAIN[@]}" --out "$OUT/train.json"
 stage time-s 110 30 "${TS[@]}" ./bench/device/model-bench.ts --stage time --device $DEV "${TIME[@]}" --graphs both --out "$OUT/time.json"

@@ -2,7 +2,7 @@
 
 Usage: python3 bench/device/summarize.py OUT
 Reads what exists of: stages.tsv, gpu-tests.json (vitest), forward.json, train.json, time.json,
-torch-eager.json, torch-compile.json, kernels.json. A missing or broken file is reported, not fatal.
+torch-eager.json, torch-compile.json, kernels.json, attention.json. A missing or broken file is reported, not fatal.
 """
 
 import json
@@ -60,6 +60,37 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+def attention_section(a):
+    """bench/device/attention.py: per case, errors and each method's times and share of copy bandwidth."""
+    if not a:
+        return []
+    md = ["## Window attention: ptc's fused kernels vs PyTorch (bench/device/attention.py)", ""]
+    if "cases" not in a:
+        return md + ["```", str(a.get("error", a))[:2000], "```", ""]
+    bw = a.get("copy_bytes_per_s")
+    md += [f"device {a.get('device')}, torch {a.get('torch')}; copy bandwidth {fmt(bw / 1e9 if bw else None)} GB/s; {a.get('timing')}; bytes: {a.get('bytes')}", ""]
+    errs, rows = [], []
+    for c in a["cases"]:
+        if "methods" not in c:
+            rows.append([c["case"], "-", None, None, None, None, None, None, c.get("error") or c.get("skipped")])
+            continue
+        e = c.get("err_over_max_ref", {})
+        errs.append([c["case"], *(e.get(k) for k in ("out", "dq", "dk", "dv", "dtable", "dscale", "dpad")), (c.get("baseline_err_over_max_ref") or {}).get("sdpa")])
+        p = c["methods"].get("ptc", {})
+        for name, m in c["methods"].items():
+            if "error" in m:
+                rows.append([c["case"], name, None, None, None, None, None, None, m["error"]])
+                continue
+            speed = None if name == "ptc" or "forward_backward_s" not in p else m["forward_backward_s"] / p["forward_backward_s"]
+            rows.append([c["case"], name, m["forward_s"] * 1e6, m.get("forward_of_copy_bw"), m["backward_s"] * 1e6, m.get("backward_of_copy_bw"),
+                         m["forward_backward_s"] * 1e6, speed, f"compile {m['compile_s']:.1f} s" if "compile_s" in m else ""])
+    md.append(table(["case", "out", "dq", "dk", "dv", "dtable", "dscale", "dpad", "sdpa bf16 out"], errs))
+    md += ["", "(max |err| / max |ref| against the f32 PyTorch chain through autograd)", ""]
+    md.append(table(["case", "method", "fwd us", "fwd / copy bw", "bwd us", "bwd / copy bw", "fwd+bwd us", "fwd+bwd time / ptc's", "note"], rows))
+    md.append("")
+    return md
+
+
 def main(out):
     r = {
         "stages": stages(out),
@@ -70,6 +101,7 @@ def main(out):
         "torchEager": load(out, "torch-eager.json"),
         "torchCompile": load(out, "torch-compile.json"),
         "kernels": load(out, "kernels.json"),
+        "attention": load(out, "attention.json"),
     }
     md = ["# ptc on a GPU (bench/device/run.sh)", ""]
     md += ["## Stages", "", table(["stage", "status", "seconds", "note"], [[s["stage"], s["status"], s["seconds"], s["note"]] for s in r["stages"]]), ""]
@@ -150,6 +182,8 @@ def main(out):
             )
         )
         md.append("")
+
+    md += attention_section(r["attention"])
 
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(r, fh, indent=1)
