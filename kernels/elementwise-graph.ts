@@ -80,7 +80,7 @@ export const ELEMENTWISE_LOWERABLE = [
 const isF = (x: V): x is Expr<"f32"> => x.type === "f32";
 
 /** pow with C's special cases (pow(x, 0) = 1, pow(1, y) = 1, negative bases with integer exponents). */
-function powOf(a: Expr<"f32">, b: Expr<"f32">): Expr<"f32"> {
+export function powOf(a: Expr<"f32">, b: Expr<"f32">): Expr<"f32"> {
   const mag = exp2(b.mul(log2(abs(a))));
   const bi = cast(b, "i32");
   const isInt = cast(bi, "f32").eq(b);
@@ -90,7 +90,8 @@ function powOf(a: Expr<"f32">, b: Expr<"f32">): Expr<"f32"> {
   return select(b.eq(0).or(a.eq(1)), f32(1), r);
 }
 
-function lowerNode(n: Node, args: V[]): V {
+/** The value of elementwise node `n` from its operands' values (bf16/f32 as f32, i32 as i32). */
+export function elementwiseValue(n: Node, args: V[]): V {
   const [a, b, c] = args;
   const one = (t: V) => (isF(t) ? f32(1) : i32(1));
   const zero = (t: V) => (isF(t) ? f32(0) : i32(0));
@@ -178,7 +179,7 @@ export function elementwiseFromGraph(
       for (const [j, id] of inputs.entries()) val.set(id, xs[j]);
       for (const id of region.nodes) {
         const n = g.node(id);
-        let v = lowerNode(
+        let v = elementwiseValue(
           n,
           n.inputs.map((i) => val.get(i)!),
         );

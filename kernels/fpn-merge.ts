@@ -15,10 +15,9 @@ import { cast, defineKernel, type Expr, f32, type KernelProgram, min, ptr, scala
 import type { GemmConfig } from "./gemm.ts";
 
 /** The GEMM of the lateral conv (see the header for how its operands map onto fpnMerge's tensors). */
-export function fpnLateralGemm(o: { layout: "nhwc" | "nchw"; convBias: boolean }): GemmConfig {
-  return o.layout === "nhwc"
-    ? { layout: "nt", out: "bf16", ...(o.convBias ? { bias: "bf16" as const } : {}) }
-    : { layout: "nn", out: "bf16", batched: true };
+export function fpnLateralGemm(o: { layout: "nhwc" | "nchw"; convBias: boolean; dtype?: "bf16" | "f32" }): GemmConfig {
+  const out = o.dtype ?? "bf16";
+  return o.layout === "nhwc" ? { layout: "nt", out, ...(o.convBias ? { bias: out } : {}) } : { layout: "nn", out, batched: true };
 }
 
 export interface FpnMergeNormalizeConfig {
@@ -29,22 +28,25 @@ export interface FpnMergeNormalizeConfig {
   /** GroupNorm weight and bias present. */
   normWeight: boolean;
   normBias: boolean;
+  /** Element type of every tensor (f32 graphs: the SIMT GEMM's f32 output); default bf16. */
+  dtype?: "bf16" | "f32";
   warps?: number;
 }
 
 export function fpnMergeNormalize(c: FpnMergeNormalizeConfig): KernelProgram {
   const warps = c.warps ?? 8;
+  const dt = c.dtype ?? "bf16";
   return defineKernel(
     {
-      name: `fpn_merge_normalize_${c.yLayout}${c.convBias ? "_cb" : ""}${c.normWeight ? "_w" : ""}${c.normBias ? "_b" : ""}_w${warps}`,
+      name: `fpn_merge_normalize_${c.yLayout}${c.convBias ? "_cb" : ""}${c.normWeight ? "_w" : ""}${c.normBias ? "_b" : ""}${dt === "f32" ? "_f32" : ""}_w${warps}`,
       params: {
         /** The lateral conv output (the GEMM's C), see yLayout. */
-        y: ptr("bf16"),
-        convBias: ptr("bf16"),
-        coarse: ptr("bf16"),
-        normWeight: ptr("bf16"),
-        normBias: ptr("bf16"),
-        out: ptr("bf16"),
+        y: ptr(dt),
+        convBias: ptr(dt),
+        coarse: ptr(dt),
+        normWeight: ptr(dt),
+        normBias: ptr(dt),
+        out: ptr(dt),
         batch: scalar("i32"),
         channels: scalar("i32"),
         height: scalar("i32"),

@@ -1,20 +1,24 @@
-// windowAttention backward for q, k and v (the N x N part of windowAttentionBackward), flash-style in
-// two kernels, addressing as the forward (window-attention.ts): nothing is partitioned or rolled,
-// and no N x N matrix reaches memory.
+// windowAttention backward (windowAttentionBackward, compiler/ir/ops/fused.ts), flash-style in two
+// kernels with the forward's addressing (window-attention.ts): nothing is partitioned or rolled, no
+// N x N matrix reaches memory, and every q/k/v/dO/O row is copied once per use into shared memory
+// with 16-byte cp.async at the address its shifted window gives it (window-geometry.ts).
 //
-// 1. windowAttentionBackwardQ: per query piece, a first pass over the keys recomputes each row's
-//    softmax statistics (log-sum-exp L), then a second computes P, dP = dO V^T, dS = P (dP - delta)
-//    with delta = rowsum(dO o O), and dQ = dS K (V1: times qScale; V2: through the normalisation,
-//    dq = s/|q| (sum_j dS_ij k_j/|k_j| - (sum_j dS_ij c_ij) q/|q|)). It writes dQ into the dqkv map
-//    and L, delta (N floats per window and head) into `stats`.
-// 2. windowAttentionBackwardKV: per key piece, over all query blocks: P^T from L, dV = P^T dO,
-//    dP^T = V dO^T, dS^T, dK = dS^T Q (V2 as for q). Queries are columns here, so L, delta and the
-//    query's half of the bias row come in as column vectors.
+// 1. windowAttentionBackwardQ (this file): per query tile (16 tokens), a first pass over the keys
+//    recomputes each row's softmax statistics (log-sum-exp L), then a second computes P,
+//    dP = dO V^T, dS = P (dP - delta) with delta = rowsum(dO o O), and dQ = dS K (V1: times qScale;
+//    V2: through the normalisation, dq = s/|q| (sum_j dS_ij k_j/|k_j| - (sum_j dS_ij c_ij) q/|q|)).
+//    It writes dQ into the dqkv map, L and delta into `stats`, and this window's share of the
+//    gradients of the bias table and the logit scale into `paramGrad` (see below).
+// 2. windowAttentionBackwardKV (window-attention-backward-kv.ts): per key tile, over all query
+//    blocks: dV = P^T dO, dK = dS^T Q, and the padding tokens' dk/dv for the pad value's gradient.
 //
-// Not here yet: the gradients of the bias table, the logit scale and the pad value (sums over all
-// windows, by relative offset: they need global atomics, which the kernel language does not have);
-// the CPU reference computes them (runtime/cpu/kernels/fused-window-attention.ts). Padding tokens'
-// own dq/dk/dv feed only the pad value's gradient and are not written.
+// The table gradient is a sum over every window of dS by relative offset. It is made deterministic
+// (no atomics): the second pass walks the keys one window row at a time, so within a (query tile,
+// key row) block the offset's dy is fixed per query and dx = tx_i - tx_j; each warp stages its dS
+// block in shared memory and lane dx + M - 1 adds the block's entries with that dx into the warp's
+// bins, which only that lane touches. At the end the CTA sums its warps' bins in a fixed order into
+// its row of `paramGrad` [windows, (2M-1)^2 (+1 for the scale), heads]; compiler/lower then reduces
+// the windows with a column reduction (kernels/reduce.ts), also in a fixed order.
 
 import {
   cast,
@@ -22,7 +26,6 @@ import {
   type Expr,
   exp2,
   f32,
-  type GlobalPtr,
   i32,
   type KernelBuilder,
   type KernelProgram,
@@ -33,22 +36,29 @@ import {
   ptr,
   type RegTile,
   type RegVec,
+  type SharedArray,
   scalar,
   select,
   sqrt,
+  tileRow,
 } from "../compiler/tile/index.ts";
-import { HeadReader, tokenSource, type WindowAttentionKernelConfig, windowContext, windowGrid } from "./window-attention.ts";
+import { tokenSource, type WindowAttentionKernelConfig, windowContext, windowGrid } from "./window-attention.ts";
 import {
-  gather,
+  biasAt,
+  copyMapTokens,
+  copyTokens,
   relativeKeyPart,
   relativeQueryPart,
-  rowSegments,
+  stageBiasTable,
+  type TokenCopy,
+  tokenPixel,
   tokenRegion,
   type WindowAt,
   type WindowParams,
+  withPadRows,
 } from "./window-geometry.ts";
 
-const backwardParams = {
+export const backwardParams = {
   qkv: ptr("bf16"),
   table: ptr("bf16"),
   scale: ptr("bf16"),
@@ -57,8 +67,12 @@ const backwardParams = {
   dout: ptr("bf16"),
   /** [3C] map of dq | dk | dv, like qkv. */
   dqkv: ptr("bf16"),
-  /** [B*nW, heads, 2, Npad] f32: L (log2 domain) and delta per query token; written by Q, read by KV. */
+  /** [B*nW, heads, statRows, Npad] f32: L (log2 domain), delta (and V2's |q|^2) per query token; Q writes, KV reads. */
   stats: ptr("f32"),
+  /** [B*nW, (2M-1)^2 + (cosine ? 1 : 0), heads] f32: each window's table (and scale) gradient (Q writes). */
+  paramGrad: ptr("f32"),
+  /** [B*nW, N, 3C] f32: dq/dk/dv of each window's padding tokens, 0 for map tokens (KV writes; padInput). */
+  padGrad: ptr("f32"),
   batch: scalar("i32"),
   height: scalar("i32"),
   width: scalar("i32"),
@@ -70,92 +84,66 @@ const backwardParams = {
   normEps: scalar("f32"),
   maskValue: scalar("f32"),
 };
+export type BackwardParams = ParamValues<typeof backwardParams>;
 
 /** Padded token count of a window (a whole number of 16-row tiles). */
 export const paddedTokens = (window: number) => Math.ceil((window * window) / 16) * 16;
 
-interface Shared {
+/** Rows of `stats` per (window, head): L, delta, and for V2 the squared query norms. */
+export const statRows = (cosine: boolean) => (cosine ? 3 : 2);
+
+/** Rows of paramGrad per window: the (2M-1)^2 table rows, then the logit scale (cosine). */
+export const paramGradRows = (window: number, cosine: boolean) => (2 * window - 1) ** 2 + (cosine ? 1 : 0);
+
+/** What both kernels derive from the params. */
+export interface Backward {
   readonly k: KernelBuilder;
-  readonly p: ParamValues<typeof backwardParams>;
+  readonly p: BackwardParams;
+  readonly c: WindowAttentionKernelConfig;
   readonly geo: WindowParams;
   readonly at: WindowAt;
   readonly head: Expr<"i32">;
   readonly headChannel: Expr<"i32">;
   readonly zero: Expr<"i32">;
-  readonly reader: HeadReader;
   readonly scaleH: Expr<"f32">;
+  readonly bias: SharedArray;
+  readonly copy: TokenCopy;
   readonly group: Expr<"i32">;
   readonly slice: Expr<"i32">;
   /** First element of this CTA's stats block. */
   readonly statsBase: Expr<"i64">;
 }
 
-function setup(k: KernelBuilder, p: Shared["p"], c: WindowAttentionKernelConfig, split: number, outChunks: number): Shared {
+export function backwardSetup(
+  k: KernelBuilder,
+  p: BackwardParams,
+  c: WindowAttentionKernelConfig,
+  split: number,
+  outChunks: number,
+): Backward {
   const { geo, at, head } = windowContext(k, p, c.window);
   const headChannel = k.let(head.mul(c.headDim), "headChannel");
-  const zero = k.let(i32(0), "zero");
-  const reader = new HeadReader(p.qkv, c.padInput ? p.padValue : undefined, p.channels, headChannel, zero);
-  const scaleH = c.cosine ? k.let(k.loadGlobal(p.scale, head)[0] as Expr<"f32">, "logitScale") : p.qScale;
   const cta = cast(k.blockIdx.x.mul(p.heads).add(head), "i64");
   return {
     k,
     p,
+    c,
     geo,
     at,
     head,
     headChannel,
-    zero,
-    reader,
-    scaleH,
+    zero: k.let(i32(0), "zero"),
+    scaleH: c.cosine ? k.let(k.loadGlobal(p.scale, head)[0] as Expr<"f32">, "logitScale") : p.qScale,
+    bias: stageBiasTable(k, p.table, c.window, p.heads, head),
+    copy: { geo, at, window: c.window, channels: p.channels, firstChannel: headChannel, align: c.align ?? 8 },
     group: k.let(k.warp.div(split), "group"),
     slice: k.let(k.warp.rem(split).mul(outChunks * 16), "channelSlice"),
-    statsBase: k.let(cta.mul(2 * paddedTokens(c.window)), "statsBase"),
+    statsBase: k.let(cta.mul(statRows(c.cosine) * paddedTokens(c.window)), "statsBase"),
   };
 }
 
-/** The piece loop of both kernels: window rows group, group + groups, ...; each row's one or two map-contiguous pieces. */
-function forEachPiece(
-  sh: Shared,
-  c: WindowAttentionKernelConfig,
-  groups: number,
-  body: (piece: { ty: Expr<"i32">; start: Expr<"i32">; length: Expr<"i32">; rowPixel: Expr<"i64"> }) => void,
-): void {
-  const { k, geo, at } = sh;
-  const M = c.window;
-  k.for(
-    sh.group,
-    M,
-    (ty) => {
-      const { y, segments } = rowSegments(geo, at, M, ty);
-      const rowY = k.let(y, "mapRow");
-      k.for(
-        0,
-        2,
-        (seg) => {
-          const first = seg.eq(0);
-          const start = k.let(select(first, segments[0].txStart, segments[1].txStart), "pieceStart");
-          const length = k.let(select(first, segments[0].length, segments[1].length), "pieceLength");
-          const x = k.let(select(first, segments[0].xStart, segments[1].xStart), "pieceX");
-          const rowPixel = k.let(
-            cast(at.b.mul(geo.height).add(rowY), "i64").mul(cast(geo.width, "i64")).add(cast(x, "i64")),
-            "piecePixel",
-          );
-          k.if(length.gt(0), () => body({ ty, start, length, rowPixel }));
-        },
-        { name: "piece" },
-      );
-    },
-    { step: groups, name: "windowRow" },
-  );
-}
-
-/** A [rows, 16] window of a [.., C]-strided map (dout / out / the dqkv parts) at a piece's pixels. */
-function pieceView(ptr: GlobalPtr, rowPixel: Expr<"i64">, length: Expr<"i32">, rowStride: Expr<"i32">, channel: Expr<"i64">) {
-  return ptr.view({ rows: length, cols: 16, rowStride, offset: rowPixel.mul(cast(rowStride, "i64")).add(channel), align: 2 });
-}
-
 /** |x|^2 per column of a logit-shaped tile from bf16 rows of x (B^T operands), on the tensor cores. */
-function columnNorms(k: KernelBuilder, name: string) {
+export function columnNorms(k: KernelBuilder, name: string) {
   const norms = k.regTile(name, "f32", 16, 16);
   const ones = k.regTile(`${name}Ones`, "bf16", 16, 16);
   const hi = k.regTile(`${name}Hi`, "bf16", 16, 16);
@@ -174,47 +162,93 @@ function columnNorms(k: KernelBuilder, name: string) {
 }
 
 /** 1 / max(sqrt(x), eps), and whether sqrt(x) > eps (the normalisation's gradient has its second term). */
-const invNorm = (x: Expr<"f32">, eps: Expr<"f32">) => f32(1).div(max(sqrt(x), eps));
-const aboveEps = (x: Expr<"f32">, eps: Expr<"f32">) => select(sqrt(x).gt(eps), f32(1), f32(0));
+export const invNorm = (x: Expr<"f32">, eps: Expr<"f32">) => f32(1).div(max(sqrt(x), eps));
+export const aboveEps = (x: Expr<"f32">, eps: Expr<"f32">) => select(sqrt(x).gt(eps), f32(1), f32(0));
 
-function names(c: WindowAttentionKernelConfig, kind: string, warps: number, split: number) {
-  return `window_attention_bwd_${kind}_m${c.window}_d${c.headDim}_${c.cosine ? "cos" : "dot"}${c.padInput ? "_pad" : ""}_w${warps}s${split}`;
+export function kernelName(c: WindowAttentionKernelConfig, kind: string, warps: number, split: number) {
+  const a = c.align ?? 8;
+  return `window_attention_bwd_${kind}_m${c.window}_d${c.headDim}_${c.cosine ? "cos" : "dot"}${c.padInput ? "_pad" : ""}_w${warps}s${split}${a === 8 ? "" : `_a${a}`}`;
+}
+
+/**
+ * A [16, d] tile of window tokens `token(r)` stored (rounded) at their map pixels in a [.., rowStride]
+ * map, channel `channel` + col; rows of padding tokens and past N are dropped.
+ */
+export function storeTokens(
+  b: Backward,
+  dst: BackwardParams["dqkv"],
+  rowStride: Expr<"i32">,
+  channel: Expr<"i64">,
+  tile: RegTile,
+  token: (r: Expr<"i32">) => Expr<"i32">,
+) {
+  const t = token(tileRow);
+  const { pixel, inMap } = tokenPixel(b.geo, b.at, b.c.window, t);
+  const ok = inMap.and(t.lt(b.c.window * b.c.window));
+  const view = dst.view({
+    rows: select(ok, i32(1 << 30), i32(-(1 << 30))),
+    cols: 16,
+    rowStride: 0,
+    offset: pixel.mul(cast(rowStride, "i64")).add(channel),
+    align: Math.min(b.c.align ?? 8, 2),
+  });
+  b.k.storeTile(view, tile, 0, 0);
+}
+
+/** A row vector of a tile's window tokens: their source (map pixel, -1 padding, -2 past N). */
+export function mapSources(b: Backward, v: RegVec, first: Expr<"i32">) {
+  b.k.map(v, (m) => tokenSource(b.geo, b.at, b.c.window, first.add(m.row)));
 }
 
 export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): KernelProgram {
-  const { window: M, headDim: d, cosine } = c;
+  const { window: M, headDim: d, cosine, padInput } = c;
   const warps = c.warps ?? 4;
   const split = c.split ?? (d >= 128 ? 2 : 1);
   const N = M * M;
+  const tiles = paddedTokens(M) / 16;
   const chunks = d / 16;
   const outChunks = chunks / split;
   const groups = warps / split;
+  const rounds = Math.ceil(tiles / groups);
+  const T = (2 * M - 1) ** 2;
+  const binRows = paramGradRows(M, cosine);
+  if (2 * M - 1 > 32) throw new Error(`windowAttentionBackwardQ: window ${M} > 16 (a lane per dx)`);
   return defineKernel(
     {
-      name: names(c, "q", warps, split),
+      name: kernelName(c, "q", warps, split),
       params: backwardParams,
       warps,
       grid: (p) => windowGrid(p, M),
-      doc: "windowAttention backward: dq, row statistics",
+      // Up to d = 64 ptxas would aim at 4 CTAs per SM (128 registers) and spill a little; two CTAs
+      // leave it the registers it needs. At d = 128 its own choice spills nothing (measured, all M).
+      ...(d <= 64 ? { minCtasPerSm: 2 } : {}),
+      doc: "windowAttention backward: dq, row statistics, per-window table/scale gradients",
     },
     (k, params) => {
-      const sh = setup(k, params, c, split, outChunks);
-      const { p, geo, at, head, reader } = sh;
+      const b = backwardSetup(k, params, c, split, outChunks);
+      const { p, geo, at, head, copy } = b;
       const C = p.channels;
       const C3 = k.let(C.mul(3), "channels3");
+      const sQ = k.sharedTile("q", "bf16", 16, d, { stages: groups }); // O first (for delta), then Q
+      const sDO = k.sharedTile("dO", "bf16", 16, d, { stages: groups });
+      const sK = k.sharedTile("k", "bf16", 16, d, { stages: 2 });
+      const sV = k.sharedTile("v", "bf16", 16, d, { stages: 2 });
+      const staged = k.sharedArray("dS", "f32", groups * 256);
+      const bins = k.sharedArray("bins", "f32", groups * binRows);
+      k.for(k.tid, groups * binRows, (i) => k.storeShared(bins, i, f32(0)), { step: k.threads, name: "clearBin" });
+
       const q = Array.from({ length: chunks }, (_, i) => k.regTile(`q${i}`, "bf16", 16, 16));
-      // dO stays in registers up to d = 64; past that it is re-read (from L1) per key block.
+      // dO stays in registers up to d = 64; past that it is re-read from shared memory per key block.
       const resident = chunks <= 4;
       const dO = Array.from({ length: resident ? chunks : 1 }, (_, i) => k.regTile(`dO${i}`, "bf16", 16, 16));
       const dq = Array.from({ length: outChunks }, (_, i) => k.regTile(`dq${i}`, "f32", 16, 16));
       const s = k.regTile("s", "f32", 16, 16);
-      const raw = k.regTile("raw", "f32", 16, 16);
+      const raw = cosine ? k.regTile("raw", "f32", 16, 16) : undefined; // V1 computes the logits in s
       const dp = k.regTile("dp", "f32", 16, 16);
       const kt = k.regTile("k", "bf16", 16, 16);
       const kc = k.regTile("kCol", "bf16", 16, 16, "col");
       const vt = k.regTile("v", "bf16", 16, 16);
       const db = k.regTile("dS", "bf16", 16, 16);
-      const tmp = k.regTile("tmp", "f32", 16, 16);
       const vec = (n: string) => k.rowVec(n, s);
       const [qSource, qRel, qRegion, delta, runMax, runSum, blockMax, newMax, alpha, blockSum, qNorm, dotSum] = [
         "qSource",
@@ -236,335 +270,290 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
       const kRegion = k.colVec("kRegion", s);
       const keyNorms = cosine ? columnNorms(k, "keyNorm") : undefined;
 
-      forEachPiece(sh, c, groups, ({ ty, start, length, rowPixel }) => {
-        const qTok = (r: Expr<"i32">) => ty.mul(M).add(start).add(r);
-        k.map(qSource, (m) => select(m.row.lt(length), tokenSource(geo, at, M, qTok(m.row)), f32(-2)));
-        k.map(qRel, (m) => cast(relativeQueryPart(M, qTok(m.row)), "f32"));
-        k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, qTok(m.row)), "f32"));
+      /** s = log2-domain logits of the keys key(col) (raw = q . k kept for V2's c = raw / (|q| |k|)). */
+      const logits = (stage: Expr<"i32">, key: (r: Expr<"i32">) => Expr<"i32">, keyOk: (r: Expr<"i32">) => Expr<"pred">) => {
+        k.map(kSource, (m) => select(keyOk(m.row), tokenSource(geo, at, M, key(m.row)), f32(-2)));
+        k.map(kRel, (m) => cast(relativeKeyPart(M, key(m.col)), "f32"));
+        k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, key(m.col)), "f32"));
+        const acc = raw ?? s;
+        k.fill(acc, 0);
+        keyNorms?.reset();
         for (let i = 0; i < chunks; i++) {
-          reader.load(k, q[i], qSource, 0, i);
-          const ch = cast(sh.headChannel, "i64").add(i * 16);
-          if (resident) k.map(dO[i], (m) => m.load(pieceView(p.dout, rowPixel, length, C, ch)));
-          k.map(tmp, (m) =>
-            m.load(pieceView(p.dout, rowPixel, length, C, ch)).mul(m.load(pieceView(p.out, rowPixel, length, C, ch))),
-          );
-          k.rowReduce(delta, tmp, "sum", { accumulate: i > 0 });
-          if (cosine) {
-            k.map(tmp, (m) => m.tile(q[i]).mul(m.tile(q[i])));
-            k.rowReduce(qNorm, tmp, "sum", { accumulate: i > 0 });
-          }
+          k.loadTile(kt, sK, { col0: i * 16, stage });
+          if (padInput) withPadRows(k, kt, kSource, p.padValue, 1, C, b.headChannel.add(i * 16));
+          k.mma(acc, q[i], kt);
+          keyNorms?.add(kt);
         }
-
-        /** s = log2-domain logits of key block kb (raw = q . k kept for V2's c = raw / (|q| |k|)). */
-        const logits = (kb: Expr<"i32">) => {
-          k.map(kSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
-          k.map(kRel, (m) => cast(relativeKeyPart(M, kb.add(m.col)), "f32"));
-          k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, kb.add(m.col)), "f32"));
-          k.fill(raw, 0);
-          keyNorms?.reset();
-          for (let i = 0; i < chunks; i++) {
-            reader.load(k, kt, kSource, 1, i);
-            k.mma(raw, q[i], kt);
-            keyNorms?.add(kt);
-          }
-          k.map(s, (m) => {
-            const j = kb.add(m.col);
-            const row = cast(m.vec(qRel).sub(m.vec(kRel)), "i32");
-            const bias = gather(m, p.table, cast(row.mul(p.heads).add(head), "i64"), m.row.lt(length).and(j.lt(N)), sh.zero);
-            const mask = select(m.vec(qRegion).ne(m.vec(kRegion)), p.maskValue, f32(0));
-            let logit = m.tile(raw).mul(sh.scaleH);
-            if (keyNorms) logit = logit.mul(invNorm(m.vec(qNorm), p.normEps)).mul(invNorm(m.tile(keyNorms.norms), p.normEps));
-            return select(j.lt(N), logit.add(bias).add(mask).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY));
-          });
-        };
-
-        // Pass 1: L = max + log2(sum) of every row (the forward's statistics, recomputed).
-        k.fill(runMax, Number.NEGATIVE_INFINITY);
-        k.fill(runSum, 0);
-        k.for(
-          0,
-          paddedTokens(M),
-          (kb) => {
-            logits(kb);
-            k.rowReduce(blockMax, s, "max");
-            k.map(newMax, (m) => max(m.vec(runMax), m.vec(blockMax)));
-            k.map(alpha, (m) => exp2(m.vec(runMax).sub(m.vec(newMax))));
-            k.map(s, (m) => exp2(m.x.sub(m.vec(newMax))));
-            k.rowReduce(blockSum, s, "sum");
-            k.map(runSum, (m) => m.x.mul(m.vec(alpha)).add(m.vec(blockSum)));
-            k.map(runMax, (m) => m.vec(newMax));
-          },
-          { step: 16, name: "statsBlock" },
-        );
-        k.map(runMax, (m) => m.x.add(log2(m.vec(runSum)))); // L, in the log2 domain
-        // stats[window, head, 0 | 1, token]: the first split warp writes them.
-        const statsView = (which: number) =>
-          p.stats.view({
-            rows: length,
-            cols: 1,
-            rowStride: 1,
-            offset: sh.statsBase.add(cast(ty.mul(M).add(start), "i64")).add(which * paddedTokens(M)),
-          });
-        k.if(sh.slice.eq(0), () => {
-          k.map(tmp, (m) => m.vec(runMax));
-          k.storeTile(statsView(0), tmp, 0, 0);
-          k.map(tmp, (m) => m.vec(delta));
-          k.storeTile(statsView(1), tmp, 0, 0);
+        k.map(s, (m) => {
+          const ok = keyOk(m.col).and(m.vec(qSource).gt(-2));
+          const row = cast(m.vec(qRel).sub(m.vec(kRel)), "i32");
+          const bias = biasAt(k, m, b.bias, row, ok, b.zero);
+          const mask = select(m.vec(qRegion).ne(m.vec(kRegion)), p.maskValue, f32(0));
+          let logit = m.tile(acc).mul(b.scaleH);
+          if (keyNorms) logit = logit.mul(invNorm(m.vec(qNorm), p.normEps)).mul(invNorm(m.tile(keyNorms.norms), p.normEps));
+          return select(keyOk(m.col), logit.add(bias).add(mask).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY));
         });
-
-        // Pass 2: dS = P (dO V^T - delta); dq += dS K (this warp's channel slice).
-        for (const t of dq) k.fill(t, 0);
-        k.fill(dotSum, 0);
-        k.for(
-          0,
-          paddedTokens(M),
-          (kb) => {
-            logits(kb);
-            k.map(s, (m) => exp2(m.x.sub(m.vec(runMax))));
-            k.fill(dp, 0);
-            for (let i = 0; i < chunks; i++) {
-              reader.load(k, vt, kSource, 2, i);
-              if (!resident) {
-                const ch = cast(sh.headChannel, "i64").add(i * 16);
-                k.map(dO[0], (m) => m.load(pieceView(p.dout, rowPixel, length, C, ch)));
-              }
-              k.mma(dp, dO[resident ? i : 0], vt);
-            }
-            k.map(dp, (m) => m.tile(s).mul(m.x.sub(m.vec(delta))));
-            if (keyNorms) {
-              const kInv = (m: MapContext) => invNorm(m.tile(keyNorms.norms), p.normEps);
-              k.map(tmp, (m) =>
-                m
-                  .tile(dp)
-                  .mul(m.tile(raw))
-                  .mul(invNorm(m.vec(qNorm), p.normEps))
-                  .mul(kInv(m)),
-              );
-              k.rowReduce(blockSum, tmp, "sum");
-              k.map(dotSum, (m) => m.x.add(m.vec(blockSum)));
-              k.map(db, (m) => m.tile(dp).mul(kInv(m)));
-            } else k.map(db, (m) => m.tile(dp));
-            k.map(kcSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
-            for (let i = 0; i < outChunks; i++) {
-              reader.load(k, kc, kcSource, 1, i, sh.slice);
-              k.mma(dq[i], db, kc);
-            }
-          },
-          { step: 16, name: "keyBlock" },
-        );
-
-        // V1: dq = qScale dS K. V2: dq = s/|q| (dS K/|k| - (sum dS c) q/|q| [|q| > eps]).
-        for (let i = 0; i < outChunks; i++) {
-          if (cosine) {
-            const inv = (m: MapContext) => invNorm(m.vec(qNorm), p.normEps);
-            const qElem = (m: MapContext) => reader.element(m, qSource, 0, i, sh.slice);
-            k.map(dq[i], (m) =>
-              m.x
-                .sub(
-                  m
-                    .vec(dotSum)
-                    .mul(qElem(m))
-                    .mul(inv(m))
-                    .mul(aboveEps(m.vec(qNorm), p.normEps)),
-                )
-                .mul(inv(m))
-                .mul(sh.scaleH),
-            );
-          } else k.map(dq[i], (m) => m.x.mul(p.qScale));
-          const ch = cast(sh.headChannel.add(sh.slice), "i64").add(i * 16);
-          k.storeTile(pieceView(p.dqkv, rowPixel, length, C3, ch), dq[i], 0, 0);
-        }
-      });
-    },
-  );
-}
-
-export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): KernelProgram {
-  const { window: M, headDim: d, cosine } = c;
-  const warps = c.warps ?? 4;
-  const split = c.split ?? (d >= 128 ? 4 : d >= 64 ? 2 : 1);
-  const N = M * M;
-  const chunks = d / 16;
-  const outChunks = chunks / split;
-  const groups = warps / split;
-  return defineKernel(
-    {
-      name: names(c, "kv", warps, split),
-      params: backwardParams,
-      warps,
-      grid: (p) => windowGrid(p, M),
-      doc: "windowAttention backward: dk, dv",
-    },
-    (k, params) => {
-      const sh = setup(k, params, c, split, outChunks);
-      const { p, geo, at, head, reader } = sh;
-      const C = p.channels;
-      const C3 = k.let(C.mul(3), "channels3");
-      // The piece's k and v stay in registers up to d = 64; past that they are re-read (from L1) per
-      // query block, which keeps d = 128 within the register file.
-      const resident = chunks <= 4;
-      const kp = Array.from({ length: resident ? chunks : 1 }, (_, i) => k.regTile(`k${i}`, "bf16", 16, 16));
-      const vp = Array.from({ length: resident ? chunks : 1 }, (_, i) => k.regTile(`v${i}`, "bf16", 16, 16));
-      const kTile = (i: number) => {
-        if (resident) return kp[i];
-        reader.load(k, kp[0], kSource, 1, i);
-        return kp[0];
       };
-      const vTile = (i: number) => {
-        if (resident) return vp[i];
-        reader.load(k, vp[0], kSource, 2, i);
-        return vp[0];
+      const copyRowKV = (ty: Expr<"i32">, stage: Expr<"i32">) => {
+        copyTokens(k, sK, stage, p.qkv, 1, copy, (r) => ty.mul(M).add(select(r.lt(M), r, i32(M * M))));
+        copyTokens(k, sV, stage, p.qkv, 2, copy, (r) => ty.mul(M).add(select(r.lt(M), r, i32(M * M))));
       };
-      const dk = Array.from({ length: outChunks }, (_, i) => k.regTile(`dk${i}`, "f32", 16, 16));
-      const dv = Array.from({ length: outChunks }, (_, i) => k.regTile(`dv${i}`, "f32", 16, 16));
-      const s = k.regTile("sT", "f32", 16, 16); // rows: keys, columns: queries
-      const raw = k.regTile("raw", "f32", 16, 16);
-      const dp = k.regTile("dpT", "f32", 16, 16);
-      const qRow = k.regTile("qRow", "bf16", 16, 16); // B^T operand: rows are queries
-      const qCol = k.regTile("qCol", "bf16", 16, 16, "col"); // B operand: rows are queries
-      const dORow = k.regTile("dORow", "bf16", 16, 16);
-      const dOCol = k.regTile("dOCol", "bf16", 16, 16, "col");
-      const pb = k.regTile("pT", "bf16", 16, 16);
-      const tmp = k.regTile("tmp", "f32", 16, 16);
-      const [kSource, kRel, kRegion, kNorm, dotSum, blockSum] = ["kSource", "kRel", "kRegion", "kNorm", "dotSum", "blockSum"].map(
-        (n) => k.rowVec(n, s),
-      );
-      const qRowSource = k.rowVec("qRowSource", qRow);
-      const qColSource = k.rowVec("qColSource", qCol);
-      const [qRel, qRegion, qLse, qDelta, qValid] = ["qRel", "qRegion", "qLse", "qDelta", "qValid"].map((n) => k.colVec(n, s));
-      const queryNorms = cosine ? columnNorms(k, "queryNorm") : undefined;
 
-      forEachPiece(sh, c, groups, ({ ty, start, length, rowPixel }) => {
-        const kTok = (r: Expr<"i32">) => ty.mul(M).add(start).add(r);
-        k.map(kSource, (m) => select(m.row.lt(length), tokenSource(geo, at, M, kTok(m.row)), f32(-2)));
-        k.map(kRel, (m) => cast(relativeKeyPart(M, kTok(m.row)), "f32"));
-        k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, kTok(m.row)), "f32"));
-        for (let i = 0; i < chunks; i++) {
-          if (resident) reader.load(k, vp[i], kSource, 2, i);
-          const kt = resident ? kp[i] : kp[0];
-          reader.load(k, kt, kSource, 1, i);
-          if (cosine) {
-            k.map(tmp, (m) => m.tile(kt).mul(m.tile(kt)));
-            k.rowReduce(kNorm, tmp, "sum", { accumulate: i > 0 });
+      k.for(
+        0,
+        rounds,
+        (round) => {
+          const qt = k.let(round.mul(groups).add(b.group), "queryTile");
+          const active = qt.lt(tiles);
+          const q0 = k.let(qt.mul(16), "firstQuery");
+          const tileOf = (g: number) => round.mul(groups).add(g).mul(16);
+          // O and dO of every group's tile -> delta = rowsum(dO o O); dO kept.
+          for (let g = 0; g < groups; g++) {
+            copyMapTokens(k, sQ, g, p.out, copy, (r) => tileOf(g).add(r));
+            copyMapTokens(k, sDO, g, p.dout, copy, (r) => tileOf(g).add(r));
           }
-        }
-        for (const t of [...dk, ...dv]) k.fill(t, 0);
-        k.fill(dotSum, 0);
-
-        k.for(
-          0,
-          paddedTokens(M),
-          (qb) => {
-            const src = (m: MapContext) => tokenSource(geo, at, M, qb.add(m.row));
-            k.map(qRowSource, src);
-            k.map(qColSource, src);
-            k.map(qRel, (m) => cast(relativeQueryPart(M, qb.add(m.col)), "f32"));
-            k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, qb.add(m.col)), "f32"));
-            // A query contributes only if it is one of the N tokens and lies in the map (padding
-            // tokens have no output, so no dO and no statistics).
-            k.map(qValid, (m) => select(tokenSource(geo, at, M, qb.add(m.col)).ge(0), f32(1), f32(0)));
-            const stat = (which: number) =>
-              p.stats.view({ rows: 1, cols: paddedTokens(M), rowStride: 0, offset: sh.statsBase.add(which * paddedTokens(M)) });
-            k.map(qLse, (m) => m.load(stat(0)), { origin: [0, qb] });
-            k.map(qDelta, (m) => m.load(stat(1)), { origin: [0, qb] });
-            k.fill(raw, 0);
-            queryNorms?.reset();
+          k.commitGroup();
+          k.waitGroup(0);
+          k.sync();
+          k.if(active, () => {
+            mapSources(b, qSource, q0);
+            k.map(qRel, (m) => cast(relativeQueryPart(M, q0.add(m.row)), "f32"));
+            k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, q0.add(m.row)), "f32"));
             for (let i = 0; i < chunks; i++) {
-              reader.load(k, qRow, qRowSource, 0, i);
-              k.mma(raw, kTile(i), qRow);
-              queryNorms?.add(qRow);
+              const g = resident ? dO[i] : dO[0];
+              k.loadTile(g, sDO, { col0: i * 16, stage: b.group });
+              k.loadTile(db, sQ, { col0: i * 16, stage: b.group }); // O
+              k.map(s, (m) => m.tile(g).mul(m.tile(db)));
+              k.rowReduce(delta, s, "sum", { accumulate: i > 0 });
             }
-            // P^T from the logits (transposed indices) and the saved L.
-            k.map(s, (m) => {
-              const i = qb.add(m.col);
-              const row = cast(m.vec(qRel).sub(m.vec(kRel)), "i32");
-              const ok = m.row.lt(length).and(i.lt(N));
-              const bias = gather(m, p.table, cast(row.mul(p.heads).add(head), "i64"), ok, sh.zero);
-              const mask = select(m.vec(qRegion).ne(m.vec(kRegion)), p.maskValue, f32(0));
-              let logit = m.tile(raw).mul(sh.scaleH);
-              if (queryNorms)
-                logit = logit.mul(invNorm(m.vec(kNorm), p.normEps)).mul(invNorm(m.tile(queryNorms.norms), p.normEps));
-              const pv = exp2(logit.add(bias).add(mask).mul(Math.LOG2E).sub(m.vec(qLse)));
-              return select(m.vec(qValid).gt(0), pv, f32(0));
+          });
+          k.sync();
+          for (let g = 0; g < groups; g++) copyTokens(k, sQ, g, p.qkv, 0, copy, (r) => tileOf(g).add(r));
+          copyTokens(k, sK, 0, p.qkv, 1, copy, (r) => r);
+          k.commitGroup();
+          k.waitGroup(0);
+          k.sync();
+          k.if(active, () => {
+            for (let i = 0; i < chunks; i++) {
+              k.loadTile(q[i], sQ, { col0: i * 16, stage: b.group });
+              if (cosine) {
+                k.map(s, (m) => m.tile(q[i]).mul(m.tile(q[i])));
+                k.rowReduce(qNorm, s, "sum", { accumulate: i > 0 });
+              }
+            }
+            k.fill(runMax, Number.NEGATIVE_INFINITY);
+            k.fill(runSum, 0);
+          });
+
+          // Pass 1: L = max + log2(sum) of every row (the forward's statistics, recomputed).
+          k.for(
+            0,
+            tiles,
+            (blk) => {
+              const stage = k.let(blk.and(1), "stage");
+              k.if(blk.add(1).lt(tiles), () => copyTokens(k, sK, stage.xor(1), p.qkv, 1, copy, (r) => blk.add(1).mul(16).add(r)));
+              k.commitGroup();
+              k.if(active, () => {
+                const kb = blk.mul(16);
+                logits(
+                  stage,
+                  (r) => kb.add(r),
+                  (r) => kb.add(r).lt(N),
+                );
+                k.rowReduce(blockMax, s, "max");
+                k.map(newMax, (m) => max(m.vec(runMax), m.vec(blockMax)));
+                k.map(alpha, (m) => exp2(m.vec(runMax).sub(m.vec(newMax))));
+                k.map(s, (m) => exp2(m.x.sub(m.vec(newMax))));
+                k.rowReduce(blockSum, s, "sum");
+                k.map(runSum, (m) => m.x.mul(m.vec(alpha)).add(m.vec(blockSum)));
+                k.map(runMax, (m) => m.vec(newMax));
+              });
+              k.waitGroup(0);
+              k.sync();
+            },
+            { name: "statsBlock" },
+          );
+
+          copyRowKV(i32(0), i32(0));
+          k.commitGroup();
+          k.if(active, () => {
+            k.map(runMax, (m) => m.x.add(log2(m.vec(runSum)))); // L, in the log2 domain
+            // stats[window, head, 0 | 1, token]: the first warp of the group writes them.
+            const statsView = (which: number) =>
+              p.stats.view({
+                rows: i32(N).sub(q0),
+                cols: 1,
+                rowStride: 1,
+                offset: b.statsBase.add(cast(q0, "i64")).add(which * paddedTokens(M)),
+              });
+            k.if(b.slice.eq(0), () => {
+              k.map(s, (m) => m.vec(runMax));
+              k.storeTile(statsView(0), s, 0, 0);
+              k.map(s, (m) => m.vec(delta));
+              k.storeTile(statsView(1), s, 0, 0);
+              if (cosine) {
+                k.map(s, (m) => m.vec(qNorm));
+                k.storeTile(statsView(2), s, 0, 0);
+              }
             });
-            k.map(pb, (m) => m.tile(s));
-            // dV += P^T dO; dP^T = V dO^T.
-            for (let i = 0; i < outChunks; i++) {
-              k.map(dOCol, (m) => doutElement(m, p.dout, qColSource, C, sh.headChannel.add(sh.slice), i, sh.zero));
-              k.mma(dv[i], pb, dOCol);
-            }
-            k.fill(dp, 0);
-            for (let i = 0; i < chunks; i++) {
-              k.map(dORow, (m) => doutElement(m, p.dout, qRowSource, C, sh.headChannel, i, sh.zero));
-              k.mma(dp, vTile(i), dORow);
-            }
-            k.map(dp, (m) => m.tile(s).mul(m.x.sub(m.vec(qDelta))));
-            if (queryNorms) {
-              const qInv = (m: MapContext) => invNorm(m.tile(queryNorms.norms), p.normEps);
-              k.map(tmp, (m) =>
-                m
-                  .tile(dp)
-                  .mul(m.tile(raw))
-                  .mul(invNorm(m.vec(kNorm), p.normEps))
-                  .mul(qInv(m)),
-              );
-              k.rowReduce(blockSum, tmp, "sum");
-              k.map(dotSum, (m) => m.x.add(m.vec(blockSum)));
-              k.map(pb, (m) => m.tile(dp).mul(qInv(m)));
-            } else k.map(pb, (m) => m.tile(dp));
-            for (let i = 0; i < outChunks; i++) {
-              reader.load(k, qCol, qColSource, 0, i, sh.slice);
-              k.mma(dk[i], pb, qCol);
-            }
-          },
-          { step: 16, name: "queryBlock" },
-        );
+            for (const t of dq) k.fill(t, 0);
+            k.fill(dotSum, 0);
+          });
+          k.waitGroup(0);
+          k.sync();
 
-        for (let i = 0; i < outChunks; i++) {
-          if (cosine) {
-            const inv = (m: MapContext) => invNorm(m.vec(kNorm), p.normEps);
-            const kElem = (m: MapContext) => reader.element(m, kSource, 1, i, sh.slice);
-            k.map(dk[i], (m) =>
-              m.x
-                .sub(
-                  m
-                    .vec(dotSum)
-                    .mul(kElem(m))
+          // Pass 2, one window row of keys at a time: dS = P (dO V^T - delta); dq += dS K (this warp's
+          // channel slice); dS staged for the table gradient's bins.
+          k.for(
+            0,
+            M,
+            (ty) => {
+              const stage = k.let(ty.and(1), "stage");
+              k.if(ty.add(1).lt(M), () => copyRowKV(ty.add(1), stage.xor(1)));
+              k.commitGroup();
+              const key = (r: Expr<"i32">) => ty.mul(M).add(r);
+              k.if(active, () => {
+                logits(stage, key, (r) => r.lt(M));
+                k.map(s, (m) => exp2(m.x.sub(m.vec(runMax))));
+                k.fill(dp, 0);
+                for (let i = 0; i < chunks; i++) {
+                  k.loadTile(vt, sV, { col0: i * 16, stage });
+                  if (padInput) withPadRows(k, vt, kSource, p.padValue, 2, C, b.headChannel.add(i * 16)); // same keys, same layout
+                  if (!resident) k.loadTile(dO[0], sDO, { col0: i * 16, stage: b.group });
+                  k.mma(dp, dO[resident ? i : 0], vt);
+                }
+                k.map(dp, (m) => m.tile(s).mul(m.x.sub(m.vec(delta))));
+                if (keyNorms && raw) {
+                  const kInv = (m: MapContext) => invNorm(m.tile(keyNorms.norms), p.normEps);
+                  // raw is not needed past here: it takes dS c.
+                  k.map(raw, (m) =>
+                    m
+                      .tile(dp)
+                      .mul(m.x)
+                      .mul(invNorm(m.vec(qNorm), p.normEps))
+                      .mul(kInv(m)),
+                  );
+                  k.rowReduce(blockSum, raw, "sum");
+                  k.map(dotSum, (m) => m.x.add(m.vec(blockSum)));
+                  k.map(db, (m) => m.tile(dp).mul(kInv(m)));
+                } else k.map(db, (m) => m.tile(dp));
+                k.map(kcSource, (m) => select(m.row.lt(M), tokenSource(geo, at, M, key(m.row)), f32(-2)));
+                for (let i = 0; i < outChunks; i++) {
+                  k.loadTile(kc, sK, { col0: b.slice.add(i * 16), stage });
+                  if (padInput) withPadRows(k, kc, kcSource, p.padValue, 1, C, b.headChannel.add(b.slice).add(i * 16));
+                  k.mma(dq[i], db, kc);
+                }
+                k.if(b.slice.eq(0), () => k.storeTile(stageView(k, staged, b.group), dp, 0, 0));
+              });
+              k.sync();
+              k.if(active.and(b.slice.eq(0)), () => binRow(k, staged, bins, b.group, binRows, q0, ty, M));
+              k.waitGroup(0);
+              k.sync();
+            },
+            { name: "keyRow" },
+          );
+
+          k.if(active, () => {
+            // V1: dq = qScale dS K. V2: dq = s/|q| (dS K/|k| - (sum dS c) q/|q| [|q| > eps]).
+            for (let i = 0; i < outChunks; i++) {
+              if (cosine) {
+                k.loadTile(db, sQ, { col0: b.slice.add(i * 16), stage: b.group }); // q
+                const inv = (m: MapContext) => invNorm(m.vec(qNorm), p.normEps);
+                k.map(dq[i], (m) =>
+                  m.x
+                    .sub(
+                      m
+                        .vec(dotSum)
+                        .mul(m.tile(db))
+                        .mul(inv(m))
+                        .mul(aboveEps(m.vec(qNorm), p.normEps)),
+                    )
                     .mul(inv(m))
-                    .mul(aboveEps(m.vec(kNorm), p.normEps)),
-                )
-                .mul(inv(m))
-                .mul(sh.scaleH),
-            );
-          } else k.map(dk[i], (m) => m.x.mul(p.qScale));
-          const ch = cast(sh.headChannel.add(sh.slice), "i64").add(i * 16);
-          k.storeTile(pieceView(p.dqkv, rowPixel, length, C3, ch.add(cast(C, "i64"))), dk[i], 0, 0);
-          k.storeTile(pieceView(p.dqkv, rowPixel, length, C3, ch.add(cast(C.mul(2), "i64"))), dv[i], 0, 0);
-        }
-      });
+                    .mul(b.scaleH),
+                );
+              } else k.map(dq[i], (m) => m.x.mul(p.qScale));
+              const ch = cast(b.headChannel.add(b.slice), "i64").add(i * 16);
+              storeTokens(b, p.dqkv, C3, ch, dq[i], (r) => q0.add(r));
+            }
+            // V2: the scale's share sum_ij dS_ij c_ij = sum_i dotSum_i, through the staging tile.
+            if (cosine) k.if(b.slice.eq(0), () => k.map(s, (m) => m.vec(dotSum)));
+          });
+          if (cosine) {
+            k.if(active.and(b.slice.eq(0)), () => k.storeTile(stageView(k, staged, b.group), s, 0, 0));
+            k.sync();
+            k.if(active.and(b.slice.eq(0)).and(k.lane.eq(0)), () => {
+              let sum: Expr<"f32"> = f32(0);
+              for (let r = 0; r < 16; r++) sum = sum.add(k.loadShared(staged, b.group.mul(256).add(r * 16)) as Expr<"f32">);
+              const at = b.group.mul(binRows).add(T);
+              k.storeShared(bins, at, (k.loadShared(bins, at) as Expr<"f32">).add(sum));
+            });
+            k.sync();
+          }
+        },
+        { name: "round" },
+      );
+
+      // This window's gradients: the groups' bins summed in a fixed order.
+      k.sync();
+      k.for(
+        k.tid,
+        binRows,
+        (r) => {
+          let sum: Expr<"f32"> = f32(0);
+          for (let g = 0; g < groups; g++) sum = sum.add(k.loadShared(bins, r.add(g * binRows)) as Expr<"f32">);
+          const row = cast(k.blockIdx.x.mul(binRows).add(r), "i64");
+          k.storeGlobal(p.paramGrad, row.mul(cast(p.heads, "i64")).add(cast(head, "i64")), [sum]);
+        },
+        { step: k.threads, name: "binOut" },
+      );
     },
   );
 }
 
-/** dout[pixel of the row's query, channel first + chunk*16 + col] (0 for padding tokens). */
-function doutElement(
-  m: MapContext,
-  dout: GlobalPtr,
-  source: RegVec,
-  channels: Expr<"i32">,
-  first: Expr<"i32">,
-  chunk: number,
-  zero: Expr<"i32">,
-) {
-  const src = m.vec(source);
-  const rowStart = cast(cast(src, "i32"), "i64")
-    .mul(cast(channels, "i64"))
-    .add(cast(first, "i64"))
-    .add(chunk * 16);
-  return gatherRowView(m, dout, rowStart, src.ge(0), zero);
+/** The group's 16 x 16 dS staging tile in shared memory, row-major. */
+function stageView(k: KernelBuilder, staged: SharedArray, group: Expr<"i32">) {
+  return k.sharedView(staged, { rows: 16, cols: 16, rowStride: 16, offset: cast(group.mul(256), "i64"), align: 2 });
 }
 
-function gatherRowView(m: MapContext, p: GlobalPtr, rowStart: Expr<"i64">, ok: Expr<"pred">, zero: Expr<"i32">): Expr<"f32"> {
-  const big = 1 << 30;
-  return m.load(p.view({ rows: select(ok, i32(big), i32(-big)), cols: big, rowStride: zero, offset: rowStart }));
+/**
+ * Lane dx + M - 1 adds the staged dS entries of (query tile q0.., key row ty) whose offset has that
+ * dx to the group's bins: query r (window token q0 + r at ty_i, tx_i) meets key tx_j = tx_i - dx of
+ * row ty at table row (ty_i - ty + M - 1) (2M - 1) + lane. Only this lane touches those bins.
+ */
+function binRow(
+  k: KernelBuilder,
+  staged: SharedArray,
+  bins: SharedArray,
+  group: Expr<"i32">,
+  binRows: number,
+  q0: Expr<"i32">,
+  ty: Expr<"i32">,
+  M: number,
+): void {
+  const lane = k.lane;
+  k.if(lane.lt(2 * M - 1), () => {
+    const dx = k.let(lane.sub(M - 1), "dx");
+    const base = k.let(group.mul(256), "stagedBase");
+    const binBase = k.let(group.mul(binRows), "binBase");
+    k.for(
+      0,
+      16,
+      (r) => {
+        const i = k.let(q0.add(r), "query");
+        const c = k.let(i.rem(M).sub(dx), "keyCol");
+        const ok = i
+          .lt(M * M)
+          .and(c.ge(0))
+          .and(c.lt(M));
+        const v = k.loadShared(staged, base.add(r.mul(16)).add(select(ok, c, i32(0)))) as Expr<"f32">;
+        const dy = i
+          .div(M)
+          .sub(ty)
+          .add(M - 1);
+        const bin = k.let(binBase.add(select(ok, dy.mul(2 * M - 1).add(lane), i32(0))), "bin");
+        k.storeShared(bins, bin, (k.loadShared(bins, bin) as Expr<"f32">).add(v), { pred: ok });
+      },
+      { name: "stagedRow" },
+    );
+  });
 }

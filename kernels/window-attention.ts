@@ -25,29 +25,29 @@ import {
   type Expr,
   exp2,
   f32,
-  type GlobalPtr,
   i32,
   type KernelBuilder,
   type KernelProgram,
-  type MapContext,
   max,
   ptr,
   type RegTile,
-  type RegVec,
   scalar,
   select,
   sqrt,
+  tileRow,
 } from "../compiler/tile/index.ts";
 import {
-  gather,
-  gatherRow,
+  biasAt,
+  copyTokens,
   relativeKeyPart,
   relativeQueryPart,
-  rowSegments,
+  stageBiasTable,
+  type TokenCopy,
   tokenPixel,
   tokenRegion,
   type WindowAt,
   type WindowParams,
+  withPadRows,
 } from "./window-geometry.ts";
 
 export interface WindowAttentionKernelConfig {
@@ -62,10 +62,16 @@ export interface WindowAttentionKernelConfig {
   /** Warps per CTA; default 4. */
   warps?: number;
   /**
-   * Warps sharing one query piece, each accumulating d/split output channels (and recomputing the
+   * Warps sharing one query tile, each accumulating d/split output channels (and recomputing the
    * logits): keeps the f32 accumulator of d = 128 at 32 registers. Default 2 for d >= 128, else 1.
    */
   split?: number;
+  /**
+   * Elements that every token row of qkv / out / dout (and the pad value) starts at a multiple of:
+   * 8 (the default) copies rows with 16-byte cp.async; compiler/lower passes 2 or 1 for a buffer
+   * at an odd offset.
+   */
+  align?: number;
 }
 
 /** The forward's params, in order (the backward adds its own after them). */
@@ -137,69 +143,55 @@ export function tokenSource(geo: WindowParams, at: WindowAt, window: number, t: 
   return select(t.lt(n), select(inMap, cast(cast(pixel, "i32"), "f32"), f32(-1)), f32(-2));
 }
 
-/** Reads q/k/v elements for tiles whose rows are tokens with sources in a row vector. */
-export class HeadReader {
-  constructor(
-    private readonly qkv: GlobalPtr,
-    private readonly padValue: GlobalPtr | undefined,
-    private readonly channels: Expr<"i32">,
-    /** h * d: the head's first channel. */
-    private readonly headChannel: Expr<"i32">,
-    /** A variable holding 0 (see gatherRow). */
-    private readonly zero: Expr<"i32">,
-  ) {}
-
-  /** Element (row's token, channel first + chunk*16 + col of the head) of part 0 (q), 1 (k) or 2 (v). */
-  element(m: MapContext, source: RegVec, part: number, chunk: number, first: Expr<"i32"> = i32(0)): Expr<"f32"> {
-    const src = m.vec(source);
-    // Constants are added in i64, after the sign extension, so they become immediate offsets.
-    const ch = cast(this.headChannel.add(this.channels.mul(part)).add(first), "i64").add(chunk * 16);
-    const pixel = cast(cast(src, "i32"), "i64");
-    const rowStart = pixel.mul(cast(this.channels.mul(3), "i64")).add(ch);
-    const inside = gatherRow(m, this.qkv, rowStart, src.ge(0), this.zero);
-    if (!this.padValue) return inside;
-    return inside.add(gatherRow(m, this.padValue, ch, src.eq(-1), this.zero));
-  }
-
-  /** tile[r, c] = part[token r, channel first + chunk*16 + c]. */
-  load(k: KernelBuilder, tile: RegTile, source: RegVec, part: number, chunk: number, first?: Expr<"i32">): void {
-    k.map(tile, (m) => this.element(m, source, part, chunk, first));
-  }
-}
-
 export function windowAttentionForward(c: WindowAttentionKernelConfig): KernelProgram {
   const { window: M, headDim: d, cosine, padInput } = c;
-  const warps = c.warps ?? 4;
+  // d = 128: 8 warps (4 query tiles per round) read each key block from memory half as often as 4.
+  const warps = c.warps ?? (d >= 128 ? 8 : 4);
   const split = c.split ?? (d >= 128 ? 2 : 1);
+  const align = c.align ?? 8;
   const N = M * M;
-  const keyBlocks = Math.ceil(N / 16);
+  const tiles = Math.ceil(N / 16);
   const chunks = d / 16;
   const outChunks = chunks / split;
   if (d % 16 !== 0) throw new Error(`windowAttentionForward: head dim ${d} is not a multiple of 16`);
   if (!Number.isInteger(outChunks) || warps % split !== 0)
     throw new Error(`windowAttentionForward: split ${split} does not divide d/16 and the warps`);
   const groups = warps / split;
+  const rounds = Math.ceil(tiles / groups);
   return defineKernel(
     {
-      name: `window_attention_fwd_m${M}_d${d}_${cosine ? "cos" : "dot"}${padInput ? "_pad" : ""}_w${warps}s${split}`,
+      name: `window_attention_fwd_m${M}_d${d}_${cosine ? "cos" : "dot"}${padInput ? "_pad" : ""}_w${warps}s${split}${align === 8 ? "" : `_a${align}`}`,
       params: windowAttentionParams,
       warps,
       grid: (p) => windowGrid(p, M),
-      doc: "windowAttention forward: shifted windows by addressing, bias gathered, mask from coordinates",
+      doc: "windowAttention forward: shifted windows by addressing, K/V streamed by cp.async, bias staged, mask from coordinates",
     },
     (k, p) => {
       const { geo, at, head } = windowContext(k, p, M);
       const C = p.channels;
       const headChannel = k.let(head.mul(d), "headChannel");
       const zero = k.let(i32(0), "zero");
-      const reader = new HeadReader(p.qkv, padInput ? p.padValue : undefined, C, headChannel, zero);
       const scaleH = cosine ? k.let(k.loadGlobal(p.scale, head)[0] as Expr<"f32">, "logitScale") : p.qScale;
+      const bias = stageBiasTable(k, p.table, M, p.heads, head);
+      const copy: TokenCopy = { geo, at, window: M, channels: C, firstChannel: headChannel, align };
 
-      // Tiles and vectors, declared once (a tile is a set of registers, reused by every pass).
-      // This warp's query pieces (window rows group, group + groups, ...) and output channel slice.
+      // Shared: each group's query tile, and a two-stage ring of key and value blocks that every
+      // warp reads (each block crosses memory once per round of query tiles).
+      const sQ = k.sharedTile("q", "bf16", 16, d, { stages: groups });
+      const sK = k.sharedTile("k", "bf16", 16, d, { stages: 2 });
+      const sV = k.sharedTile("v", "bf16", 16, d, { stages: 2 });
+
+      // This warp's query tile (tokens (round * groups + group) * 16 ..) and output channel slice.
       const group = k.let(k.warp.div(split), "group");
       const slice = k.let(k.warp.rem(split).mul(outChunks * 16), "channelSlice");
-      const q = Array.from({ length: chunks }, (_, cc) => k.regTile(`q${cc}`, "bf16", 16, 16));
+      // q stays in registers up to d = 64; past that each chunk is re-read from shared memory (ldmatrix).
+      const qResident = chunks <= 4;
+      const q = Array.from({ length: qResident ? chunks : 1 }, (_, cc) => k.regTile(`q${cc}`, "bf16", 16, 16));
+      const qChunk = (cc: number) => {
+        if (qResident) return q[cc];
+        k.loadTile(q[0], sQ, { col0: cc * 16, stage: group });
+        return q[0];
+      };
       const o = Array.from({ length: outChunks }, (_, cc) => k.regTile(`o${cc}`, "f32", 16, 16));
       const s = k.regTile("s", "f32", 16, 16);
       const kt = k.regTile("k", "bf16", 16, 16); // B^T: rows are keys
@@ -221,102 +213,121 @@ export function windowAttentionForward(c: WindowAttentionKernelConfig): KernelPr
       const qInv = k.rowVec("qInv", s);
       const cos = cosine ? cosineTiles(k) : undefined;
 
+      const copyKeys = (block: Expr<"i32">, stage: Expr<"i32">) => {
+        const token = (r: Expr<"i32">) => block.mul(16).add(r);
+        copyTokens(k, sK, stage, p.qkv, 1, copy, token);
+        copyTokens(k, sV, stage, p.qkv, 2, copy, token);
+      };
+
+      // Every loop below runs the same trip count in every warp (the barriers need it); a warp
+      // without a query tile in the last round computes nothing.
       k.for(
-        group,
-        M,
-        (ty) => {
-          const { y, segments } = rowSegments(geo, at, M, ty);
-          const rowY = k.let(y, "mapRow");
+        0,
+        rounds,
+        (round) => {
+          const qt = k.let(round.mul(groups).add(group), "queryTile");
+          const active = qt.lt(tiles);
+          const q0 = k.let(qt.mul(16), "firstQuery");
+          for (let g = 0; g < groups; g++) {
+            const tileIndex = round.mul(groups).add(g);
+            copyTokens(k, sQ, g, p.qkv, 0, copy, (r) => tileIndex.mul(16).add(r));
+          }
+          copyKeys(i32(0), i32(0));
+          k.commitGroup();
+          k.waitGroup(0);
+          k.sync();
+          k.if(active, () => {
+            const qTok = (r: Expr<"i32">) => q0.add(r);
+            k.map(qSource, (m) => tokenSource(geo, at, M, qTok(m.row)));
+            k.map(qRel, (m) => cast(relativeQueryPart(M, qTok(m.row)), "f32"));
+            k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, qTok(m.row)), "f32"));
+            if (qResident) for (let cc = 0; cc < chunks; cc++) k.loadTile(q[cc], sQ, { col0: cc * 16, stage: group });
+            if (cos) {
+              for (let cc = 0; cc < chunks; cc++) {
+                const qc = qChunk(cc);
+                k.map(cos.sq, (m) => m.tile(qc).mul(m.tile(qc)));
+                k.rowReduce(qInv, cos.sq, "sum", { accumulate: cc > 0 });
+              }
+              k.map(qInv, (m) => f32(1).div(max(sqrt(m.x), p.normEps)));
+            }
+            for (const t of o) k.fill(t, 0);
+            k.fill(runMax, Number.NEGATIVE_INFINITY);
+            k.fill(runSum, 0);
+          });
+
           k.for(
             0,
-            2,
-            (seg) => {
-              const first = seg.eq(0);
-              const segStart = k.let(select(first, segments[0].txStart, segments[1].txStart), "segStart");
-              const segLen = k.let(select(first, segments[0].length, segments[1].length), "segLen");
-              const xStart = k.let(select(first, segments[0].xStart, segments[1].xStart), "segX");
-              k.if(segLen.gt(0), () => {
-                const qTok = (r: Expr<"i32">) => ty.mul(M).add(segStart).add(r);
-                k.map(qSource, (m) => select(m.row.lt(segLen), tokenSource(geo, at, M, qTok(m.row)), f32(-2)));
-                k.map(qRel, (m) => cast(relativeQueryPart(M, qTok(m.row)), "f32"));
-                k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, qTok(m.row)), "f32"));
-                for (let cc = 0; cc < chunks; cc++) reader.load(k, q[cc], qSource, 0, cc);
-                if (cos) {
-                  for (let cc = 0; cc < chunks; cc++) {
-                    k.map(cos.sq, (m) => m.tile(q[cc]).mul(m.tile(q[cc])));
-                    k.rowReduce(qInv, cos.sq, "sum", { accumulate: cc > 0 });
-                  }
-                  k.map(qInv, (m) => f32(1).div(max(sqrt(m.x), p.normEps)));
+            tiles,
+            (blk) => {
+              const stage = k.let(blk.and(1), "stage");
+              k.if(blk.add(1).lt(tiles), () => copyKeys(blk.add(1), stage.xor(1)));
+              k.commitGroup();
+              k.if(active, () => {
+                const kb = k.let(blk.mul(16), "firstKey");
+                k.map(kSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
+                k.map(vSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
+                k.map(kRel, (m) => cast(relativeKeyPart(M, kb.add(m.col)), "f32"));
+                k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, kb.add(m.col)), "f32"));
+                k.fill(s, 0);
+                if (cos) k.fill(cos.keyNorm, 0);
+                for (let cc = 0; cc < chunks; cc++) {
+                  k.loadTile(kt, sK, { col0: cc * 16, stage });
+                  if (padInput) withPadRows(k, kt, kSource, p.padValue, 1, C, headChannel.add(cc * 16));
+                  k.mma(s, qChunk(cc), kt);
+                  if (cos) cos.accumulateKeyNorms(kt);
                 }
-                for (const t of o) k.fill(t, 0);
-                k.fill(runMax, Number.NEGATIVE_INFINITY);
-                k.fill(runSum, 0);
-
-                k.for(
-                  0,
-                  keyBlocks * 16,
-                  (kb) => {
-                    k.map(kSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
-                    k.map(vSource, (m) => tokenSource(geo, at, M, kb.add(m.row)));
-                    k.map(kRel, (m) => cast(relativeKeyPart(M, kb.add(m.col)), "f32"));
-                    k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, kb.add(m.col)), "f32"));
-                    k.fill(s, 0);
-                    if (cos) k.fill(cos.keyNorm, 0);
-                    for (let cc = 0; cc < chunks; cc++) {
-                      reader.load(k, kt, kSource, 1, cc);
-                      k.mma(s, q[cc], kt);
-                      if (cos) cos.accumulateKeyNorms(kt);
-                    }
-                    // Logits (log2 domain): scale, gathered bias, shift mask; keys past N are -inf.
-                    k.map(s, (m) => {
-                      const j = kb.add(m.col);
-                      const ok = m.row.lt(segLen).and(j.lt(N));
-                      const row = cast(m.vec(qRel).sub(m.vec(kRel)), "i32");
-                      const bias = gather(m, p.table, cast(row.mul(p.heads).add(head), "i64"), ok, zero);
-                      const mask = select(m.vec(qRegion).ne(m.vec(kRegion)), p.maskValue, f32(0));
-                      let logit = m.x.mul(scaleH);
-                      if (cos) logit = logit.mul(m.vec(qInv)).div(max(sqrt(m.tile(cos.keyNorm)), p.normEps));
-                      return select(j.lt(N), logit.add(bias).add(mask).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY));
-                    });
-                    k.rowReduce(blockMax, s, "max");
-                    k.map(newMax, (m) => max(m.vec(runMax), m.vec(blockMax)));
-                    k.map(alpha, (m) => exp2(m.vec(runMax).sub(m.vec(newMax))));
-                    k.map(s, (m) => exp2(m.x.sub(m.vec(newMax))));
-                    k.rowReduce(blockSum, s, "sum");
-                    k.map(runSum, (m) => m.x.mul(m.vec(alpha)).add(m.vec(blockSum)));
-                    k.map(runMax, (m) => m.vec(newMax));
-                    k.map(pb, (m) => m.tile(s));
-                    for (let cc = 0; cc < outChunks; cc++) {
-                      k.map(o[cc], (m) => m.x.mul(m.vec(alpha)));
-                      reader.load(k, vt, vSource, 2, cc, slice);
-                      k.mma(o[cc], pb, vt);
-                    }
-                  },
-                  { step: 16, name: "keyBlock" },
-                );
-
-                // out[pixel(y, xStart + r), h*d + e] = o / l for the piece's rows.
-                const rowPixel = cast(at.b.mul(geo.height).add(rowY), "i64").mul(cast(geo.width, "i64")).add(cast(xStart, "i64"));
+                // Logits (log2 domain): scale, staged bias, shift mask; keys past N are -inf.
+                k.map(s, (m) => {
+                  const j = kb.add(m.col);
+                  const row = cast(m.vec(qRel).sub(m.vec(kRel)), "i32");
+                  const b = biasAt(k, m, bias, row, m.vec(qSource).gt(-2).and(j.lt(N)), zero);
+                  const mask = select(m.vec(qRegion).ne(m.vec(kRegion)), p.maskValue, f32(0));
+                  let logit = m.x.mul(scaleH);
+                  if (cos) logit = logit.mul(m.vec(qInv)).div(max(sqrt(m.tile(cos.keyNorm)), p.normEps));
+                  return select(j.lt(N), logit.add(b).add(mask).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY));
+                });
+                k.rowReduce(blockMax, s, "max");
+                k.map(newMax, (m) => max(m.vec(runMax), m.vec(blockMax)));
+                k.map(alpha, (m) => exp2(m.vec(runMax).sub(m.vec(newMax))));
+                k.map(s, (m) => exp2(m.x.sub(m.vec(newMax))));
+                k.rowReduce(blockSum, s, "sum");
+                k.map(runSum, (m) => m.x.mul(m.vec(alpha)).add(m.vec(blockSum)));
+                k.map(runMax, (m) => m.vec(newMax));
+                k.map(pb, (m) => m.tile(s));
                 for (let cc = 0; cc < outChunks; cc++) {
-                  k.map(o[cc], (m) => m.x.div(m.vec(runSum)));
-                  const view = p.out.view({
-                    rows: segLen,
-                    cols: 16,
-                    rowStride: C,
-                    offset: rowPixel
-                      .mul(cast(C, "i64"))
-                      .add(cast(headChannel.add(slice), "i64"))
-                      .add(cc * 16),
-                    align: 2,
-                  });
-                  k.storeTile(view, o[cc], 0, 0);
+                  k.map(o[cc], (m) => m.x.mul(m.vec(alpha)));
+                  k.loadTile(vt, sV, { col0: slice.add(cc * 16), stage });
+                  if (padInput) withPadRows(k, vt, vSource, p.padValue, 2, C, headChannel.add(slice).add(cc * 16));
+                  k.mma(o[cc], pb, vt);
                 }
               });
+              // The next block has landed, and nobody reads this stage any more (it is refilled next).
+              k.waitGroup(0);
+              k.sync();
             },
-            { name: "piece" },
+            { name: "keyBlock" },
           );
+
+          // out[pixel of query r, h*d + e] = o / l, for queries that are map pixels.
+          k.if(active, () => {
+            for (let cc = 0; cc < outChunks; cc++) {
+              k.map(o[cc], (m) => m.x.div(m.vec(runSum)));
+              const { pixel, inMap } = tokenPixel(geo, at, M, q0.add(tileRow));
+              const view = p.out.view({
+                rows: select(inMap.and(q0.add(tileRow).lt(N)), i32(1 << 30), i32(-(1 << 30))),
+                cols: 16,
+                rowStride: 0,
+                offset: pixel
+                  .mul(cast(C, "i64"))
+                  .add(cast(headChannel.add(slice), "i64"))
+                  .add(cc * 16),
+                align: Math.min(align, 2),
+              });
+              k.storeTile(view, o[cc], 0, 0);
+            }
+          });
         },
-        { step: groups, name: "windowRow" },
+        { name: "round" },
       );
     },
   );

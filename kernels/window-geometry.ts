@@ -4,7 +4,21 @@
 // window row that are contiguous in the map (what a tile store can write directly). The semantics
 // are windowAttention's (compiler/ir/ops/fused.ts).
 
-import { cast, type Expr, type GlobalPtr, i32, type MapContext, select } from "../compiler/tile/index.ts";
+import {
+  cast,
+  type Expr,
+  type GlobalPtr,
+  i32,
+  type KernelBuilder,
+  type MapContext,
+  type Operand,
+  type RegTile,
+  type RegVec,
+  type SharedArray,
+  type SharedTile,
+  select,
+  tileRow,
+} from "../compiler/tile/index.ts";
 
 /** Runtime facts of one launch (kernel params or values computed from them). */
 export interface WindowParams {
@@ -119,40 +133,129 @@ export function gather(m: MapContext, p: GlobalPtr, index: Expr<"i64">, ok: Expr
   return m.load(view);
 }
 
+// ---- tiles of window tokens (the kernels' loads) ---------------------------------------------------
+
+/** What a tile copy of window tokens needs to know about the launch. */
+export interface TokenCopy {
+  readonly geo: WindowParams;
+  readonly at: WindowAt;
+  readonly window: number;
+  /** The [B, H, W, 3C] map's channels C. */
+  readonly channels: Expr<"i32">;
+  /** h * d + the first channel copied. */
+  readonly firstChannel: Expr<"i32">;
+  /** Elements every row start is a multiple of (8: 16-byte cp.async). */
+  readonly align: number;
+}
+
 /**
- * Inside `k.map`: element `rowStart + col` of `p` (0 where `ok` is false) for a tile whose rows start
- * anywhere (gathered rows) and run contiguously along the columns. `zero` is a variable holding 0:
- * as the row stride it is not a constant, so the renderer does not share the load between rows, and
- * the address is rowStart + col, which the assembler turns into one base register per row plus
- * immediate offsets.
+ * The shared tile's rows are window tokens `token(r)` (tileRow r), its columns channels
+ * part * C + firstChannel + col of the qkv map: each row is a contiguous piece of the token's map
+ * pixel, copied with 16-byte cp.async at the address the shifted window gives it. Rows of padding
+ * tokens and of tokens past the N of the window are zero (see `withPadRows`).
  */
-export function gatherRow(m: MapContext, p: GlobalPtr, rowStart: Expr<"i64">, ok: Expr<"pred">, zero: Expr<"i32">): Expr<"f32"> {
-  const view = p.view({ rows: select(ok, i32(BIG), i32(-BIG)), cols: BIG, rowStride: zero, offset: rowStart });
+export function copyTokens(
+  k: KernelBuilder,
+  dst: SharedTile,
+  stage: Operand<"i32">,
+  qkv: GlobalPtr,
+  part: number,
+  c: TokenCopy,
+  token: (row: Expr<"i32">) => Expr<"i32">,
+): void {
+  const t = token(tileRow);
+  const { pixel, inMap } = tokenPixel(c.geo, c.at, c.window, t);
+  const ok = t.lt(c.window * c.window).and(inMap);
+  const channel = cast(c.channels.mul(part).add(c.firstChannel), "i64");
+  const view = qkv.view({
+    rows: select(ok, i32(BIG), i32(-BIG)),
+    cols: dst.cols,
+    rowStride: 0,
+    offset: pixel.mul(cast(c.channels.mul(3), "i64")).add(channel),
+    align: c.align,
+  });
+  k.copyTile(dst, view, 0, 0, { stage });
+}
+
+/** The same for a [.., C] map (out, dout): rows of padding tokens and past N are zero. */
+export function copyMapTokens(
+  k: KernelBuilder,
+  dst: SharedTile,
+  stage: Operand<"i32">,
+  map: GlobalPtr,
+  c: TokenCopy,
+  token: (row: Expr<"i32">) => Expr<"i32">,
+): void {
+  const t = token(tileRow);
+  const { pixel, inMap } = tokenPixel(c.geo, c.at, c.window, t);
+  const ok = t.lt(c.window * c.window).and(inMap);
+  const view = map.view({
+    rows: select(ok, i32(BIG), i32(-BIG)),
+    cols: dst.cols,
+    rowStride: 0,
+    offset: pixel.mul(cast(c.channels, "i64")).add(cast(c.firstChannel, "i64")),
+    align: c.align,
+  });
+  k.copyTile(dst, view, 0, 0, { stage });
+}
+
+/**
+ * A [rows, d] tile of window tokens in registers whose padding rows (`source` -1) must read the pad
+ * value: tile[r, c] += pad[part*C + channel + c] there (the copy left them zero). `source` is a row
+ * vector of the tile (tokenSource per row).
+ */
+export function withPadRows(
+  k: KernelBuilder,
+  tile: RegTile,
+  source: RegVec,
+  pad: GlobalPtr,
+  part: number,
+  channels: Expr<"i32">,
+  channel: Expr<"i32">,
+): void {
+  const view = pad.view({ rows: BIG, cols: BIG, rowStride: 0, offset: cast(channels.mul(part).add(channel), "i64") });
+  k.map(tile, (m) => select(m.vec(source).eq(-1), m.x.add(m.load(view)), m.x));
+}
+
+/** This head's column of the [(2M-1)^2, heads] bias table, staged in shared memory as f32 (read per logit). */
+export function stageBiasTable(
+  k: KernelBuilder,
+  table: GlobalPtr,
+  window: number,
+  heads: Expr<"i32">,
+  head: Expr<"i32">,
+): SharedArray {
+  const rows = (2 * window - 1) ** 2;
+  const staged = k.sharedArray("biasTable", "f32", rows);
+  k.for(
+    k.tid,
+    rows,
+    (r) => {
+      const [v] = k.loadGlobal(table, cast(r.mul(heads).add(head), "i64")) as Expr<"f32">[];
+      k.storeShared(staged, r, v);
+    },
+    { step: k.threads, name: "tableRow" },
+  );
+  return staged;
+}
+
+/**
+ * Inside `k.map`: the staged bias of table row `row` (0 where `ok` is false). The offset row - col
+ * with a variable row stride of 0 makes the renderer read it per element (see `gather`).
+ */
+export function biasAt(
+  k: KernelBuilder,
+  m: MapContext,
+  staged: SharedArray,
+  row: Expr<"i32">,
+  ok: Expr<"pred">,
+  zero: Expr<"i32">,
+): Expr<"f32"> {
+  const view = k.sharedView(staged, {
+    rows: select(ok, i32(BIG), i32(-BIG)),
+    cols: BIG,
+    rowStride: zero,
+    offset: cast(row.sub(m.col), "i64"),
+  });
   return m.load(view);
-}
-
-/**
- * The pieces of window row `ty` that are contiguous in the map: tokens [txStart, txStart + length)
- * are pixels (y, xStart ..) of one map row. A row that wraps around the map's right edge (the last
- * window column of a shifted layer) has two; pixels in the padding are left out.
- */
-export function rowSegments(g: WindowParams, at: WindowAt, window: number, ty: Expr<"i32">) {
-  const y = wrap(at.wy.mul(window).add(ty), g.shiftY, g.paddedH);
-  const rowIn = y.lt(g.height);
-  const x0 = at.wx.mul(window).add(g.shiftX); // < paddedW: px0 <= P - M and s < M
-  const untilWrap = g.paddedW.sub(x0);
-  const clampLen = (n: Expr<"i32">) => select(rowIn.and(n.gt(0)), n, i32(0));
-  const first = clampLen(minI(minI(untilWrap, i32(window)), g.width.sub(x0)));
-  const second = clampLen(select(untilWrap.lt(window), minI(i32(window).sub(untilWrap), g.width), i32(0)));
-  return {
-    y,
-    segments: [
-      { txStart: i32(0), xStart: x0, length: first },
-      { txStart: untilWrap, xStart: i32(0), length: second },
-    ],
-  };
-}
-
-function minI(a: Expr<"i32">, b: Expr<"i32">): Expr<"i32"> {
-  return select(a.lt(b), a, b);
 }

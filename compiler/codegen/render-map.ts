@@ -6,8 +6,8 @@ import { cast, type Expr, i32 } from "../tile/expr.ts";
 import type { GlobalView, MapOperand, RegVec, Stmt } from "../tile/ir.ts";
 import { BLOCK, FRAGMENTS, vectorSlot } from "../tile/layout.ts";
 import { elemBytes } from "../tile/types.ts";
-import { globalAddress, internal, isZero, type RenderContext, tileReg, vecReg } from "./render-context.ts";
-import { tileElement } from "./render-tile.ts";
+import { internal, isZero, type RenderContext, tileReg, vecReg } from "./render-context.ts";
+import { tileElement, viewAddress } from "./render-tile.ts";
 
 type MapStmt = Extract<Stmt, { kind: "map" }>;
 
@@ -117,12 +117,12 @@ export function loadElement(ctx: RenderContext, v: GlobalView, row: Expr<"i32">,
   const { w, x } = ctx;
   const eb = elemBytes(v.dtype);
   const elem = v.offset.add(cast(row, "i64").mul(cast(v.rowStride, "i64"))).add(cast(col, "i64").mul(v.colStride));
-  const addr = x.reg(globalAddress(v.ptr, elem, eb));
+  const addr = x.reg(viewAddress(v, elem, eb));
   const ok = x.reg(row.lt(v.rows).and(col.lt(v.cols)));
   const f = w.reg("f32");
   if (v.dtype === "f32") {
     w.ins(`mov.f32 ${f}, 0f00000000`);
-    w.ins(`ld.global.f32 ${f}, [${addr}]`, ok);
+    w.ins(`ld.${v.sharedOffset !== undefined ? "shared" : "global"}.f32 ${f}, [${addr}]`, ok);
     return f;
   }
   const bits = w.reg("b32");

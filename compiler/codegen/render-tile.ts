@@ -2,8 +2,8 @@
 // mma.sync over the m16n8k16 fragments, reductions over rows with shuffles, predicated tile stores.
 // Element maps live in render-map.ts.
 
-import { cast, i32, max, min, select } from "../tile/expr.ts";
-import type { RegTile, Stmt } from "../tile/ir.ts";
+import { cast, type Expr, i32, max, min, select } from "../tile/expr.ts";
+import type { GlobalView, RegTile, Stmt } from "../tile/ir.ts";
 import { BLOCK, FRAGMENTS, MMA_M16N8K16_BF16 } from "../tile/layout.ts";
 import { elemBytes } from "../tile/types.ts";
 import {
@@ -44,6 +44,12 @@ export function renderCopyTile(ctx: RenderContext, s: S<"copyTile">): void {
     const r = wholeRows ? r0.add((it * threads) / perRow) : pow2 ? chunk.shr(log2) : chunk.div(perRow);
     const c = wholeRows ? c0 : (pow2 ? chunk.and(perRow - 1) : chunk.rem(perRow)).mul(vec);
     const guard = (it + 1) * threads > total ? x.reg(chunk.lt(total)) : undefined;
+    // A view may compute each row's address from the tile row (`tileRow`: gathered rows).
+    x.newElement();
+    x.setElement((leaf) => {
+      if (leaf.op === "row") return x.reg(r);
+      throw new Error(`copyTile ${t.name}: a ${leaf.op} leaf in the source view`);
+    });
     const gr = s.row0.add(r);
     const gc = s.col0.add(c);
     const inRow = gr.lt(v.rows);
@@ -59,6 +65,7 @@ export function renderCopyTile(ctx: RenderContext, s: S<"copyTile">): void {
       if (guard) w.ins(`and.pred ${both}, ${p}, ${guard}`);
       w.ins(`ld.global.u16 ${val}, [${addr}]`, both);
       w.ins(`st.shared.u16 [${sAddr}], ${val}`, guard);
+      x.setElement(undefined);
       continue;
     }
     // Elements of this chunk inside the view: 0..vec. Zero-fill the rest (cp.async src-size).
@@ -68,6 +75,7 @@ export function renderCopyTile(ctx: RenderContext, s: S<"copyTile">): void {
     const gAddr = select(srcBytes.gt(0), globalAddress(v.ptr, elem, eb), globalAddress(v.ptr, cast(i32(0), "i64"), eb));
     const mod = bytes === 16 ? "cg" : "ca";
     w.ins(`cp.async.${mod}.shared.global [${sAddr}], [${x.reg(gAddr)}], ${bytes}, ${x.reg(srcBytes)}`, guard);
+    x.setElement(undefined);
   }
 }
 
@@ -202,37 +210,60 @@ export function renderStoreTile(ctx: RenderContext, s: S<"storeTile">): void {
       for (let e = 0; e < 8; e += pairs ? 2 : 1) {
         x.newElement();
         const [dr, dc] = f.offsets[e];
+        const tileRowExpr = laneRow.add(bi * BLOCK + dr);
+        // The view may compute each row's address from the tile row (`tileRow`: gathered rows).
+        x.setElement((leaf) => {
+          if (leaf.op === "row") return x.reg(tileRowExpr);
+          throw new Error(`storeTile ${src.name}: a ${leaf.op} leaf in the destination view`);
+        });
+        // (row0 + lane part) + constant, as before: the first sum is shared by every element.
         const r = s.row0.add(laneRow).add(bi * BLOCK + dr);
         const c = s.col0.add(laneCol).add(bj * BLOCK + dc);
         const elem = v.offset.add(cast(r, "i64").mul(cast(v.rowStride, "i64"))).add(cast(c, "i64").mul(v.colStride));
-        const addr = x.reg(globalAddress(v.ptr, elem, eb));
+        const addr = x.reg(viewAddress(v, elem, eb));
         const rowOk = r.lt(v.rows);
         const a0 = tileElement(ctx, src, b, e);
+        const space = v.sharedOffset !== undefined ? "shared" : "global";
         if (!pairs) {
           const p = x.reg(rowOk.and(c.lt(v.cols)));
-          storeOne(ctx, v.dtype, addr, a0, p);
+          storeOne(ctx, v.dtype, addr, a0, p, space);
+          x.setElement(undefined);
           continue;
         }
         const a1 = tileElement(ctx, src, b, e + 1);
         const full = x.reg(rowOk.and(c.add(1).lt(v.cols)));
         const tail = x.reg(rowOk.and(c.lt(v.cols)).and(c.add(1).ge(v.cols)));
-        if (v.dtype === "f32") w.ins(`st.global.v2.f32 [${addr}], {${a0}, ${a1}}`, full);
+        if (v.dtype === "f32") w.ins(`st.${space}.v2.f32 [${addr}], {${a0}, ${a1}}`, full);
         else {
           const packed = w.reg("b32");
           w.ins(`cvt.rn.bf16x2.f32 ${packed}, ${a1}, ${a0}`);
-          w.ins(`st.global.b32 [${addr}], ${packed}`, full);
+          w.ins(`st.${space}.b32 [${addr}], ${packed}`, full);
         }
-        storeOne(ctx, v.dtype, addr, a0, tail);
+        storeOne(ctx, v.dtype, addr, a0, tail, space);
+        x.setElement(undefined);
       }
     }
   }
 }
 
-export function storeOne(ctx: RenderContext, dtype: "bf16" | "f32" | "i32", addr: string, value: string, guard?: string): void {
+/** Address of element `elem` of a view: 64-bit global, or 32-bit shared for a shared view. */
+export function viewAddress(v: GlobalView, elem: Expr<"i64">, eb: number): Expr<"i64"> | Expr<"i32"> {
+  if (v.sharedOffset === undefined) return globalAddress(v.ptr, elem, eb);
+  return internal("smem").add(v.sharedOffset).add(cast(elem, "i32").mul(eb));
+}
+
+export function storeOne(
+  ctx: RenderContext,
+  dtype: "bf16" | "f32" | "i32",
+  addr: string,
+  value: string,
+  guard?: string,
+  space: "global" | "shared" = "global",
+): void {
   const { w } = ctx;
   if (dtype === "bf16") {
     const h = w.reg("b16");
     w.ins(`cvt.rn.bf16.f32 ${h}, ${value}`);
-    w.ins(`st.global.b16 [${addr}], ${h}`, guard);
-  } else w.ins(`st.global.${dtype === "f32" ? "f32" : "b32"} [${addr}], ${value}`, guard);
+    w.ins(`st.${space}.b16 [${addr}], ${h}`, guard);
+  } else w.ins(`st.${space}.${dtype === "f32" ? "f32" : "b32"} [${addr}], ${value}`, guard);
 }

@@ -187,7 +187,9 @@ export function renderPtx(k: KernelProgram): string {
   out.push(...w.fileDirectives(), "");
   const params = k.params.map((p) => `\t.param ${p.kind === "ptr" ? ".u64" : PARAM_TYPE[p.type]} param_${p.name}`);
   out.push(`.visible .entry ${k.name}(`, params.join(",\n"), `)`);
-  out.push(`.maxntid ${k.warps * 32}, 1, 1`, "{");
+  out.push(`.maxntid ${k.warps * 32}, 1, 1`);
+  if (k.minCtasPerSm !== undefined) out.push(`.minnctapersm ${k.minCtasPerSm}`);
+  out.push("{");
   out.push(...w.declarations());
   if (k.sharedBytes > 0) out.push(`\t.shared .align 128 .b8 smem[${k.sharedBytes}];`);
   out.push("", ...w.prologue, ...w.lines, "\tret;", "}", "");

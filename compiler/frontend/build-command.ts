@@ -3,7 +3,7 @@
 import chalk from "chalk";
 import type { Command } from "commander";
 import { build } from "./build.ts";
-import { parseImageSize, parsePositiveInt } from "./flags.ts";
+import { parseImageSize, parsePositiveInt, parsePrecision } from "./flags.ts";
 import { formatBytes, formatCount, formatSeconds } from "./format.ts";
 
 export interface BuildFlags {
@@ -12,6 +12,7 @@ export interface BuildFlags {
   batch: number;
   imageSize?: [number, number];
   training?: boolean;
+  precision: "f32" | "bf16";
   out?: string;
   json?: boolean;
   typecheck: boolean;
@@ -28,7 +29,8 @@ export function registerBuildCommand(program: Command): void {
     .option("--task <name>", "model task, for models with several (e.g. pretrain, seg, classify)")
     .option("-b, --batch <n>", "samples per step traced into the graph", parsePositiveInt("--batch"), 1)
     .option("--image-size <HxW>", "input image size, e.g. 224 or 512x1024", parseImageSize)
-    .option("--training", "trace the training-mode forward (dropout, drop-path active)")
+    .option("--training", "trace the training-mode forward (dropout, drop-path active); kernels for the training step")
+    .option("--precision <p>", "f32, or bf16 compute (the model's computeDType; parameters stay f32)", parsePrecision, "f32")
     .option("-o, --out <dir>", "artifact folder (default: dist/<model>-<config>)")
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--no-typecheck", "skip the TypeScript type check (faster; shape errors then surface when tracing)")
@@ -89,7 +91,7 @@ export function registerBuildCommand(program: Command): void {
             : "not written";
         row(
           "kernels",
-          `${chalk.bold(String(k.kernels))} kernels, ${k.launches} launches, ${k.buffers} buffers (${k.graph} graph); ${asm}`,
+          `${chalk.bold(String(k.kernels))} kernels, ${k.launches} launches, ${k.buffers} buffers (${k.graph} graph${k.step === "training step" ? ", training step" : ""}); ${asm}`,
         );
         if (k.reason) row("", chalk.dim(k.reason));
       }

@@ -17,8 +17,10 @@ export interface BuildOptions {
   task?: string;
   batch?: number;
   imageSize?: readonly [number, number];
-  /** Trace the training-mode forward (dropout active). */
+  /** Trace the training-mode forward (dropout active); the kernels are then the training step's (forward + backward of `loss`). */
   training?: boolean;
+  /** Compute dtype of the traced model (bf16: the model casts its f32 parameters); default f32. */
+  precision?: "f32" | "bf16";
   /** Artifact folder; default dist/<model>-<config>. */
   out?: string;
   typecheck?: boolean;
@@ -36,6 +38,8 @@ export interface BuildOptions {
 export interface KernelsSummary {
   /** The graph the plan runs: the fused one, or the unfused one when fused ops have no kernel yet. */
   graph: "fused" | "unfused";
+  /** What the plan computes: the forward, or (--training, with a scalar `loss`) the training step. */
+  step: "forward" | "training step";
   reason: string | null;
   launches: number;
   /** Distinct kernels (PTX modules). */
@@ -82,6 +86,24 @@ export interface BuildResult {
   kernels: KernelsSummary | null;
 }
 
+/** Whether the graph has a scalar floating-point `loss` output (what a training step differentiates). */
+function hasScalarLoss(g: Graph): boolean {
+  const id = g.outputs.get("loss");
+  const loss = id === undefined ? undefined : g.node(id);
+  return loss !== undefined && numel(loss.shape) === 1 && loss.dtype !== "i32";
+}
+
+/** The training step's graph: the forward and its backward from `loss` (the same graph the trainer differentiates). */
+const stepGraphs = new WeakMap<Graph, Graph>();
+function stepOf(g: Graph): Graph {
+  let s = stepGraphs.get(g);
+  if (!s) {
+    s = grad(g, { loss: "loss" });
+    stepGraphs.set(g, s);
+  }
+  return s;
+}
+
 function timed<T>(timings: Record<string, number>, stage: string, fn: () => T): T {
   const t0 = performance.now();
   const r = fn();
@@ -118,6 +140,7 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
     batch: options.batch,
     training: options.training,
     imageSize: options.imageSize,
+    computeDType: options.precision ?? "f32",
   };
   const traced = timed(timings, "trace", () => traceModel(def, traceOptions));
   const unfused = timed(timings, "optimize", () => dce(cse(traced.graph)));
@@ -128,10 +151,8 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
     const forward = { fused: hbmBytes(fusion.graph).total, unfused: hbmBytes(unfused).total };
     // The training step differentiates the training-mode forward (dropout active) from its `loss`.
     const train = traced.options.training ? unfused : dce(cse(traceModel(def, { ...traceOptions, training: true }).graph));
-    const lossId = train.outputs.get("loss");
-    const loss = lossId === undefined ? undefined : train.node(lossId);
-    if (!loss || numel(loss.shape) !== 1 || loss.dtype === "i32") return { forward, trainingStep: null };
-    const step = (g: Graph) => hbmBytes(grad(g, { loss: "loss" })).total;
+    if (!hasScalarLoss(train)) return { forward, trainingStep: null };
+    const step = (g: Graph) => hbmBytes(stepOf(g)).total;
     return { forward, trainingStep: { fused: step(train === unfused ? fusion.graph : fuse(train).graph), unfused: step(train) } };
   });
   const stats = timed(timings, "count", () => graphStats(graph));
@@ -152,12 +173,21 @@ export async function build(file: string, options: BuildOptions = {}): Promise<B
     timings,
     kernels: null,
   };
+  // A training build lowers the training step: the forward and backward of the training-mode trace.
+  const trainingStep = options.training === true && hasScalarLoss(unfused);
   const lowered =
-    options.kernels === false ? undefined : timed(timings, "lower", () => lowerStage(graph, unfused, options.fuse !== false));
+    options.kernels === false
+      ? undefined
+      : timed(timings, "lower", () =>
+          trainingStep
+            ? lowerStage(stepOf(graph), stepOf(unfused), options.fuse !== false)
+            : lowerStage(graph, unfused, options.fuse !== false),
+        );
   if (lowered) {
     const { plan } = lowered.lowered;
     result.kernels = {
       graph: lowered.graph,
+      step: trainingStep ? "training step" : "forward",
       reason: lowered.reason ?? null,
       launches: plan.launches.length,
       kernels: plan.modules.length,

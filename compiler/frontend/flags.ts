@@ -27,3 +27,9 @@ export function parseImageSize(v: string): [number, number] {
   if (h <= 0 || w <= 0) throw new UserError(`image size must be positive, got '${v}'`, "--image-size");
   return [h, w];
 }
+
+/** --precision: f32, or bf16 compute (the model's computeDType; parameters stay f32 masters). */
+export function parsePrecision(v: string): "f32" | "bf16" {
+  if (v !== "f32" && v !== "bf16") throw new UserError(`expected f32 or bf16, got '${v}'`, "--precision");
+  return v;
+}

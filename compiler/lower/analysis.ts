@@ -7,15 +7,16 @@
 //   folded    a transpose of the last two dims read by matmuls only: folded into nt / tn layouts
 //   region    the output of a maximal single-output DAG of elementwise ops: one generated kernel
 //   member    an elementwise node inside a region (single use, computed in the region's kernel)
-//   gather    the last node of a chain of data-movement ops: one gather kernel
-//   inline    a data-movement node inside a gather chain
+//   gather    the last node of a chain of data-movement ops, possibly mixed with elementwise ops
+//             (a region reading a permute, a layout chain reading a region): one gather kernel
+//   inline    a data-movement or elementwise node inside a gather chain
 //   kernel    anything else: its op's lowering rule (rules/*.ts)
 //
 // Chains and regions only absorb nodes with exactly one use that is not a graph output, so every
 // value a second consumer needs is materialised exactly once.
 
 import { ELEMENTWISE_LOWERABLE } from "../../kernels/elementwise-graph.ts";
-import type { Graph, Node } from "../ir/index.ts";
+import type { Graph, Node, Shape } from "../ir/index.ts";
 
 export type Disposition =
   | "source"
@@ -43,6 +44,11 @@ export interface GemmFold {
   readonly bias?: number;
   readonly activation?: "gelu" | "geluTanh";
   readonly residual?: number;
+  /**
+   * The chain ends in a transpose of the product's last two dims (maybe through reshapes that keep
+   * them): the GEMM writes C^T = op(B)^T op(A)^T directly (swapped operands, an nt or tn layout).
+   */
+  readonly transposeOut?: boolean;
 }
 
 export interface Analysis {
@@ -58,6 +64,7 @@ export interface Analysis {
 }
 
 const SOURCE_OPS = new Set(["input", "param", "const"]);
+const REDUCTIONS = new Set(["sum", "mean", "max"]);
 const ELEMENTWISE = new Set<string>(ELEMENTWISE_LOWERABLE);
 /** Pure data movement: an output element is one input element (or a fill value). */
 export const LAYOUT_OPS = new Set([
@@ -113,6 +120,42 @@ function isBatchSumOfTn(mm: Node, sum: Node, nodes: readonly Node[]): boolean {
   const full = (x: Node) =>
     x.shape.length === mm.shape.length && x.shape.slice(0, batch).join() === mm.shape.slice(0, batch).join();
   return full(a) && full(b) && a.op !== "permute" && b.op !== "permute";
+}
+
+/**
+ * A slice that is one contiguous block of its input (unit dims before the first sliced dim, step 1
+ * there, whole dims after it) starting 16-byte aligned: a view at this element offset, no kernel.
+ */
+export function contiguousSliceOffset(n: Node, nodes: readonly Node[]): number | undefined {
+  if (n.op !== "slice") return undefined;
+  const x = nodes[n.inputs[0]].shape;
+  const starts = n.attrs.starts as number[];
+  const steps = n.attrs.steps as number[];
+  const d0 = x.findIndex((size, d) => n.shape[d] !== size);
+  if (d0 < 0) return 0;
+  if (steps[d0] !== 1 || n.shape.slice(0, d0).some((s) => s !== 1)) return undefined;
+  if (n.shape.slice(d0 + 1).some((s, j) => s !== x[d0 + 1 + j])) return undefined;
+  let offset = 0;
+  let stride = 1;
+  for (let d = x.length - 1; d >= 0; d--) {
+    if (d <= d0) offset += starts[d] * stride;
+    stride *= x[d];
+  }
+  const bytes = n.dtype === "bf16" ? 2 : 4;
+  return (offset * bytes) % 16 === 0 ? offset : undefined;
+}
+
+/** A float sum / mean / max that reduces a non-unit dim of `x` (it then reads x through its chain). */
+function reducesSomething(r: Node, x: Node): boolean {
+  if (!REDUCTIONS.has(r.op) || r.inputs[0] !== x.id || x.dtype === "i32") return false;
+  const rank = x.shape.length;
+  return (r.attrs.axes as number[]).some((a) => x.shape[a < 0 ? a + rank : a] !== 1);
+}
+
+/** Same last two dims and the same number of matrices (a reshape that only regroups batch dims). */
+function sameMatrices(a: Shape, b: Shape): boolean {
+  const count = (s: Shape) => s.slice(0, -2).reduce((x, y) => x * y, 1);
+  return a.slice(-2).join() === b.slice(-2).join() && count(a) === count(b);
 }
 
 function sameType(a: Node, b: Node): boolean {
@@ -200,29 +243,92 @@ export function analyse(g: Graph): Analysis {
     for (const [u, t] of trial) transposed.set(u, t);
   }
 
-  // 3. Regions and gather chains, from the last node back (a node's users are decided first).
+  // 2b. A GEMM value whose only use is a transpose of its last two dims (through reshapes that keep
+  //     them: a weight gradient [1, in, out] -> [in, out] -> [out, in]) is written transposed by the
+  //     GEMM itself, when the swapped product has a layout (tn stays tn, nt stays nt; nn would
+  //     need A^T B^T) and no bias or residual is folded (they are per column / per element).
+  for (const [last, fold] of [...gemm]) {
+    if (fold.bias !== undefined || fold.residual !== undefined) continue;
+    const mm = nodes[fold.matmul];
+    const t = transposed.get(mm.id) ?? [false, false];
+    const ta = (mm.attrs.transA === true) !== t[0];
+    const tb = (mm.attrs.transB === true) !== t[1];
+    if (!fold.sumBatch && ta === tb) continue;
+    const extra: number[] = [];
+    let cur = last;
+    let found = false;
+    for (;;) {
+      const u = single(cur);
+      if (u === undefined) break;
+      const un = nodes[u];
+      const cn = nodes[cur];
+      if (un.op === "reshape" && un.shape.length >= 2 && cn.shape.length >= 2 && sameMatrices(cn.shape, un.shape)) {
+        extra.push(u);
+        cur = u;
+        continue;
+      }
+      if (isTransposeOfLastTwo(un) && !folded.has(u)) {
+        extra.push(u);
+        found = true;
+      }
+      break;
+    }
+    if (!found) continue;
+    gemm.delete(last);
+    for (const id of [last, ...extra.slice(0, -1)]) absorbed.add(id);
+    gemm.set(extra[extra.length - 1], { ...fold, chain: [...fold.chain, ...extra], transposeOut: true });
+  }
+
+  // 3. Regions and gather chains, from the last node back (a node's users are decided first). A
+  //    single-use elementwise or data-movement node joins its user's group: elementwise into
+  //    elementwise is a region (kernels/elementwise-graph.ts); as soon as a group holds a
+  //    data-movement op it is a gather chain (layout.ts evaluates elementwise ops too), so a
+  //    permute / pad / slice feeding an elementwise kernel, or an elementwise value feeding a
+  //    layout chain, is read through the index map instead of being materialised. A reshape of a
+  //    value that is materialised anyway stays a view (free) rather than joining.
   const kind: Disposition[] = new Array(nodes.length);
   const regionRoot: number[] = new Array(nodes.length).fill(-1);
+  const regionMembers = new Map<number, number[]>();
+  const fusible = (x: Node) => (ELEMENTWISE.has(x.op) || isLayout(x)) && !SOURCE_OPS.has(x.op);
   for (let id = nodes.length - 1; id >= 0; id--) {
     const n = nodes[id];
     const u = single(id);
     const uk = u === undefined ? undefined : kind[u];
+    const intoRegion = uk === "member" || uk === "region";
+    const intoGather =
+      ((uk === "inline" || uk === "gather") && dataOperands(nodes[u as number]).includes(id)) ||
+      (uk === "kernel" && reducesSomething(nodes[u as number], n));
     if (SOURCE_OPS.has(n.op)) kind[id] = "source";
     else if (absorbed.has(id)) kind[id] = "absorbed";
     else if (gemm.has(id)) kind[id] = "gemm";
     else if (folded.has(id)) kind[id] = "folded";
     else if (n.op === "segment") kind[id] = "view";
-    else if (ELEMENTWISE.has(n.op) && (n.op !== "broadcastTo" || uk === "member" || uk === "region")) {
-      if (u !== undefined && (uk === "member" || uk === "region")) {
+    else if (ELEMENTWISE.has(n.op) && (n.op !== "broadcastTo" || intoRegion)) {
+      if (intoGather) kind[id] = "inline";
+      else if (intoRegion) {
         kind[id] = "member";
-        regionRoot[id] = regionRoot[u];
+        regionRoot[id] = regionRoot[u as number];
+        regionMembers.get(regionRoot[id])?.push(id);
       } else {
         kind[id] = "region";
         regionRoot[id] = id;
+        regionMembers.set(id, [id]);
       }
     } else if (isLayout(n)) {
-      if (u !== undefined && (uk === "inline" || uk === "gather") && dataOperands(nodes[u]).includes(id)) kind[id] = "inline";
-      else kind[id] = n.op === "reshape" ? "view" : "gather";
+      const x = nodes[dataOperands(n)[0]];
+      // A reshape joins only when its input would join too (else the view is free).
+      const input = n.op !== "reshape" || (x !== undefined && single(x.id) === id && fusible(x) && !folded.has(x.id));
+      if (intoGather && input) kind[id] = "inline";
+      else if (intoRegion && input) {
+        // The region becomes a gather chain rooted at its root: its members so far are inlined.
+        const root = regionRoot[u as number];
+        for (const m of regionMembers.get(root) ?? []) {
+          kind[m] = m === root ? "gather" : "inline";
+          regionRoot[m] = -1;
+        }
+        regionMembers.delete(root);
+        kind[id] = "inline";
+      } else kind[id] = n.op === "reshape" || contiguousSliceOffset(n, nodes) !== undefined ? "view" : "gather";
     } else kind[id] = "kernel";
   }
   const regions = new Map<number, number[]>();

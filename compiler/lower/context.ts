@@ -37,6 +37,8 @@ export interface LaunchOptions {
   readonly what?: string;
   /** Pointer params the kernel does not touch in this configuration (neither read nor written). */
   readonly unused?: readonly string[];
+  /** The whole label, for launches no graph node describes (a plan built without a graph). */
+  readonly label?: string;
 }
 
 export class LowerContext {
@@ -52,6 +54,12 @@ export class LowerContext {
   readonly outputs: Record<string, number> = {};
   /** The run's seed (dropout / dropPath streams), created on first use. */
   seedBuffer: number | undefined;
+  /** Packs by name (pack.ts): the owner buffer and each member's element offset. */
+  readonly packs: Record<string, { buffer: number; offsets: Record<string, number> }> = {};
+  /** Round bf16 intermediates of fused elementwise ops as the unfused graph stores them (LowerOptions). */
+  roundBf16 = true;
+  /** Node id -> where define() places its value: a view of a pack owner at an element offset. */
+  readonly placeAt = new Map<number, { owner: number; offset: number }>();
 
   constructor(
     readonly graph: Graph,
@@ -97,11 +105,18 @@ export class LowerContext {
     return choices.find((c) => off % c === 0) ?? 1;
   }
 
-  /** A fresh buffer for a node's value (the lowering of that node writes it). */
+  /** A fresh buffer for a node's value (the lowering of that node writes it), or its place in a pack. */
   define(node: Node): number {
-    const id = this.newBuffer(node.shape, node.dtype);
+    const at = this.placeAt.get(node.id);
+    const id = at ? this.alias(at.owner, node.shape, node.dtype, at.offset) : this.newBuffer(node.shape, node.dtype);
     this.valueBuffer.set(node.id, id);
     return id;
+  }
+
+  /** The storage root of a buffer and its element offset there. */
+  rootOf(buffer: number): { root: number; offset: number } {
+    const b = this.buffers[buffer];
+    return { root: b.aliasOf ? b.aliasOf.buffer : buffer, offset: this.elementOffset(buffer) };
   }
 
   seed(): number {
@@ -163,6 +178,7 @@ export class LowerContext {
   }
 
   private label(o: LaunchOptions): string {
+    if (o.label !== undefined) return o.label;
     const last = this.graph.node(o.nodes[o.nodes.length - 1]);
     const ops = o.what ?? [...new Set(o.nodes.map((id) => this.graph.node(id).op))].join("+");
     const where = last.loc ? ` (${formatLoc(last.loc)})` : "";

@@ -8,10 +8,12 @@
 
 import type { Graph, Node } from "../ir/index.ts";
 import { f32 as f32c, i32 as i32c, type KernelProgram } from "../tile/index.ts";
-import { type Analysis, analyse } from "./analysis.ts";
+import { type Analysis, analyse, contiguousSliceOffset } from "./analysis.ts";
 import { LowerContext } from "./context.ts";
 import { launchCopy, launchGather } from "./gather.ts";
 import { lowerGatherChain } from "./layout.ts";
+import { type PackLayout, packLayout } from "./pack.ts";
+import { Packing } from "./packing.ts";
 import type { ExecutablePlan, PlanBuffer } from "./plan.ts";
 import { lowerRegion } from "./rules/elementwise.ts";
 import "./rules/index.ts";
@@ -21,6 +23,14 @@ import { loweringRule, whyUnlowerable } from "./rules/registry.ts";
 export interface LowerOptions {
   /** Round bf16 intermediates inside fused elementwise kernels as the unfused graph would (default true). */
   readonly roundBf16?: boolean;
+  /**
+   * Lay the parameters out in one f32 buffer "$params" (pack.ts: `true` = every f32 parameter in
+   * graph order): one allocation a trainer binds, and one launch casting every packed master to its
+   * bf16 copy. Default: a buffer per parameter.
+   */
+  readonly packParams?: boolean | PackLayout;
+  /** Lay these outputs out in one output buffer `name` (a training step's gradients). */
+  readonly packOutputs?: { readonly name: string; readonly layout: PackLayout };
 }
 
 export interface LoweredGraph {
@@ -33,7 +43,7 @@ export interface LoweredGraph {
 /** Constants up to this many elements are stored expanded; larger splats are filled by a kernel. */
 const CONST_EXPAND_LIMIT = 1 << 16;
 
-function lowerSource(ctx: LowerContext, n: Node): void {
+function lowerSource(ctx: LowerContext, n: Node, packing: Packing): void {
   const name = String(n.attrs.name);
   if (n.op === "input") {
     const b = ctx.newBuffer(n.shape, n.dtype, "input", { name });
@@ -42,7 +52,7 @@ function lowerSource(ctx: LowerContext, n: Node): void {
     return;
   }
   if (n.op === "param") {
-    const b = ctx.newBuffer(n.shape, n.dtype, "param", { name });
+    const b = packing.paramBuffer(n) ?? ctx.newBuffer(n.shape, n.dtype, "param", { name });
     ctx.params[name] = b;
     ctx.valueBuffer.set(n.id, b);
     return;
@@ -73,12 +83,18 @@ function lowerSource(ctx: LowerContext, n: Node): void {
 
 function lowerView(ctx: LowerContext, n: Node): void {
   const src = ctx.bufferOf(n.inputs[0]);
-  const offset = n.op === "segment" ? (n.attrs.offset as number) : 0;
+  const offset =
+    n.op === "segment"
+      ? (n.attrs.offset as number)
+      : n.op === "slice"
+        ? (contiguousSliceOffset(n, ctx.graph.nodes) as number)
+        : 0;
   ctx.valueBuffer.set(n.id, ctx.alias(src, n.shape, n.dtype, offset));
 }
 
-function bindOutputs(ctx: LowerContext): void {
+function bindOutputs(ctx: LowerContext, packing: Packing): void {
   for (const [name, id] of ctx.graph.outputs) {
+    if (packing.bindPackedOutput(name, id)) continue;
     let b = ctx.bufferOf(id);
     const buf = ctx.buffers[b];
     const owner = ctx.buffers[buf.aliasOf ? buf.aliasOf.buffer : b];
@@ -131,13 +147,43 @@ function liveness(ctx: LowerContext): PlanBuffer[] {
   }));
 }
 
+/** The plan of a finished lowering: liveness, then the plan's fields from the context. */
+export function assemblePlan(ctx: LowerContext): ExecutablePlan {
+  const buffers = liveness(ctx);
+  return {
+    format: "ptc-plan",
+    version: 1,
+    modules: ctx.modules,
+    buffers,
+    launches: ctx.launches,
+    inputs: ctx.inputs,
+    params: ctx.params,
+    outputs: ctx.outputs,
+    ...(ctx.seedBuffer !== undefined ? { seed: ctx.seedBuffer } : {}),
+    ...(Object.keys(ctx.packs).length > 0 ? { packs: ctx.packs } : {}),
+  };
+}
+
+function paramLayout(graph: Graph, o: LowerOptions["packParams"]): PackLayout | undefined {
+  if (!o) return undefined;
+  if (o !== true) return o;
+  return packLayout(
+    graph
+      .params()
+      .filter((p) => p.dtype === "f32")
+      .map((p) => ({ name: String(p.attrs.name), shape: p.shape })),
+  );
+}
+
 export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGraph {
   const analysis = analyse(graph);
   const ctx = new LowerContext(graph, analysis);
+  ctx.roundBf16 = options.roundBf16 ?? true;
+  const packing = new Packing(ctx, { params: paramLayout(graph, options.packParams), outputs: options.packOutputs });
   for (const n of graph.nodes) {
     switch (analysis.kind[n.id]) {
       case "source":
-        lowerSource(ctx, n);
+        lowerSource(ctx, n, packing);
         break;
       case "view":
         lowerView(ctx, n);
@@ -146,7 +192,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGra
         lowerMatmulChain(ctx, n);
         break;
       case "region":
-        lowerRegion(ctx, n, { roundBf16: options.roundBf16 });
+        if (!packing.handlesRegion(n)) lowerRegion(ctx, n, { roundBf16: options.roundBf16 });
         break;
       case "gather":
         lowerGatherChain(ctx, n);
@@ -162,20 +208,9 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredGra
         break; // computed inside another node's kernel
     }
   }
-  bindOutputs(ctx);
-  const buffers = liveness(ctx);
-  const plan: ExecutablePlan = {
-    format: "ptc-plan",
-    version: 1,
-    modules: ctx.modules,
-    buffers,
-    launches: ctx.launches,
-    inputs: ctx.inputs,
-    params: ctx.params,
-    outputs: ctx.outputs,
-    ...(ctx.seedBuffer !== undefined ? { seed: ctx.seedBuffer } : {}),
-  };
-  return { plan, programs: ctx.programs, analysis };
+  packing.finishOutputs();
+  bindOutputs(ctx, packing);
+  return { plan: assemblePlan(ctx), programs: ctx.programs, analysis };
 }
 
 /** Ops of `graph` (sorted, unique) that would become single-op kernels but have none for their configuration. */

@@ -59,6 +59,19 @@ export interface KernelLaunch {
   readonly nodes: readonly number[];
 }
 
+/**
+ * Named buffers laid out inside one flat owner buffer at fixed element offsets (every f32 parameter
+ * in one buffer, every gradient output in another), so whole-model steps (one cast of all the
+ * weights, AdamW over all of them) are one launch, and a trainer can keep each pack as one
+ * allocation. Members stay individually named in `params` / `outputs` (as views of the owner).
+ */
+export interface PlanPack {
+  /** The owner buffer (role "param" for the parameter pack, "output" for an output pack). */
+  readonly buffer: number;
+  /** Member name -> element offset inside the owner. */
+  readonly offsets: Readonly<Record<string, number>>;
+}
+
 export interface ExecutablePlan {
   readonly format: "ptc-plan";
   readonly version: 1;
@@ -75,6 +88,11 @@ export interface ExecutablePlan {
    * runtime/cpu's execute(..., { seed }) takes it. Absent when nothing is random.
    */
   readonly seed?: number;
+  /**
+   * Packs by name ("$params": the parameters, bound or uploaded per member; an output pack such as
+   * "$grads" is also listed in `outputs`). Absent when nothing is packed.
+   */
+  readonly packs?: Readonly<Record<string, PlanPack>>;
 }
 
 /** Bytes of one element as stored on the device. */

@@ -30,6 +30,16 @@ export const scalar = <T extends "i32" | "i64" | "f32">(type: T): ScalarSpec<T> 
 export type ParamValue<S> = S extends PtrSpec ? GlobalPtr : S extends ScalarSpec<infer T> ? Expr<T> : never;
 export type ParamValues<P extends Record<string, ParamSpec>> = { [K in keyof P]: ParamValue<P[K]> };
 
+/**
+ * Inside the expressions of a view given to `copyTile` or `storeTile`: the tile row of the element
+ * being copied (the destination shared tile's row) or stored (the source register tile's row). A view
+ * whose offset depends on it gathers rows from computed addresses (each row still contiguous, so a
+ * copy stays 16-byte cp.async): `offset: rowStart(tileRow)` with `rowStride: 0`, and `rows:
+ * select(ok(tileRow), 2**30, -2**30)` to zero-fill (copy) or drop (store) a row. In `k.map` it is the
+ * element's row in the destination tile, as `m.row` without the origin.
+ */
+export const tileRow: Expr<"i32"> = new Expr("row", "i32");
+
 /** Static shared memory per CTA without opting in to dynamic shared memory (sm_80). */
 export const STATIC_SHARED_LIMIT = 48 * 1024;
 
@@ -72,6 +82,11 @@ export interface KernelSpec<P extends Record<string, ParamSpec>> {
   /** CTAs along x, y, z as expressions of the scalar params. */
   readonly grid: (p: ParamValues<P>) => readonly Operand<"i32">[];
   readonly doc?: string;
+  /**
+   * CTAs that must fit on one SM at once (`.minnctapersm`, as CUDA's __launch_bounds__): without it
+   * ptxas may aim at a higher occupancy and spill; with it, registers up to 64K / (this x threads).
+   */
+  readonly minCtasPerSm?: number;
 }
 
 export function defineKernel<P extends Record<string, ParamSpec>>(
@@ -116,6 +131,7 @@ export function defineKernel<P extends Record<string, ParamSpec>>(
     body: k.root,
     loc,
     doc: spec.doc,
+    ...(spec.minCtasPerSm !== undefined ? { minCtasPerSm: spec.minCtasPerSm } : {}),
   };
 }
 
@@ -286,6 +302,37 @@ export class KernelBuilder {
     return a;
   }
 
+  /**
+   * A 2-D view of an f32 shared array (element (r, c) at offset + r * rowStride + c * colStride): maps
+   * read it with `m.load` and `storeTile` writes a register tile into it (ld/st.shared), e.g. to stage a
+   * tile for other lanes, or a small table every element reads. Not a copyTile source.
+   */
+  sharedView(
+    a: SharedArray,
+    o: {
+      rows: Operand<"i32">;
+      cols: Operand<"i32">;
+      rowStride: Operand<"i32">;
+      colStride?: 0 | 1;
+      offset?: Operand<"i64">;
+      align?: number;
+    },
+  ): GlobalView {
+    if (a.dtype !== "f32") this.fail(`sharedView: ${a.name} is ${a.dtype}; shared views are f32`);
+    const lift = (v: Operand<"i32">) => (typeof v === "number" ? i32(v) : v);
+    return {
+      ptr: a.name,
+      dtype: "f32",
+      offset: typeof o.offset === "number" ? constant(o.offset, "i64") : (o.offset ?? constant(0, "i64")),
+      rowStride: lift(o.rowStride),
+      colStride: o.colStride ?? 1,
+      rows: lift(o.rows),
+      cols: lift(o.cols),
+      align: o.align ?? 1,
+      sharedOffset: a.offset,
+    };
+  }
+
   loadShared(src: SharedArray, index: Operand<"i32">): Expr<"f32" | "i32"> {
     const dst = this.declare(scalarOf(src.dtype));
     this.push({ kind: "loadShared", dst, src, index: typeof index === "number" ? i32(index) : index });
@@ -328,7 +375,8 @@ export class KernelBuilder {
   /**
    * The whole CTA copies the dst tile's rows x cols from `src` at (row0, col0) into stage `stage`;
    * outside the view it writes zeros. `vec` elements per copy: 16-byte cp.async when rows are
-   * 16-byte aligned, 4-byte cp.async, else synchronous element copies.
+   * 16-byte aligned, 4-byte cp.async, else synchronous element copies. The view's expressions may
+   * use `tileRow` (gathered rows, see there).
    */
   copyTile(
     dst: SharedTile,
@@ -337,6 +385,7 @@ export class KernelBuilder {
     col0: Operand<"i32">,
     o: { stage?: Operand<"i32">; vec?: number } = {},
   ): void {
+    if (src.sharedOffset !== undefined) this.fail(`copyTile: the source ${src.ptr} is a shared view (copies read global memory)`);
     if (src.dtype !== dst.dtype) this.fail(`copyTile: ${src.dtype} view into ${dst.dtype} tile ${dst.name}`);
     if (src.colStride !== 1) this.fail("copyTile: the source view must have unit column stride");
     const eb = elemBytes(dst.dtype);
@@ -433,7 +482,10 @@ export class KernelBuilder {
     this.push({ kind: "reduce", dst, src, op, accumulate: o.accumulate ?? false });
   }
 
-  /** Writes src (rounded to the view's dtype) at (row0, col0) of dst; elements outside are dropped. */
+  /**
+   * Writes src (rounded to the view's dtype) at (row0, col0) of dst; elements outside are dropped.
+   * dst may be a shared view (f32); its expressions may use `tileRow` (gathered rows).
+   */
   storeTile(dst: GlobalView, src: RegTile, row0: Operand<"i32">, col0: Operand<"i32">): void {
     if (dst.dtype === "i32") this.fail("storeTile: tiles store to bf16 or f32");
     const lift = (x: Operand<"i32">) => (typeof x === "number" ? i32(x) : x);

@@ -87,6 +87,11 @@ export interface GlobalView {
   readonly cols: Expr<"i32">;
   /** Every row starts at an element offset that is a multiple of `align` (enables vector access). */
   readonly align: number;
+  /**
+   * Set for a view of a shared array (`k.sharedView`): the array's byte offset in the kernel's shared
+   * memory; `ptr` is then the array's name. Maps load from it and storeTile writes to it (ld/st.shared).
+   */
+  readonly sharedOffset?: number;
 }
 
 export type MapOperand =
@@ -208,6 +213,8 @@ export interface KernelProgram {
   readonly loc?: SourceLoc;
   /** What the kernel computes, one line (shown in the kernel table). */
   readonly doc?: string;
+  /** `.minnctapersm`: CTAs that must fit on one SM (a register budget for ptxas). */
+  readonly minCtasPerSm?: number;
 }
 
 export function threadsOf(k: KernelProgram): number {

@@ -52,7 +52,7 @@ function deviceBackend(name: string, description: string, available: () => true 
       device ??= open();
       let ex = loaded.get(graph);
       if (!ex) {
-        const plan = lowerGraph(graph);
+        const plan = lowerGraph(graph, { packParams: true }); // params are set by name: one pack, one cast launch
         ex = PlanExecutor.load(device, plan, {
           label: name,
           poison: device.kind === "ptx-emu",

@@ -30,7 +30,10 @@ export interface ExecutorOptions {
    * its own allocation, so the emulator's bounds checks catch an overrun at the exact buffer.
    */
   readonly memory?: "arena" | "separate";
-  /** Graph inputs / params whose storage the caller keeps on the device (no upload, no storage here). */
+  /**
+   * Graph inputs / params whose storage the caller keeps on the device (no upload, no storage here);
+   * a plan lowered with packed parameters binds them all at once by the pack name ("$params").
+   */
   readonly bind?: {
     readonly inputs?: ReadonlyMap<string, DeviceAddress>;
     readonly params?: ReadonlyMap<string, DeviceAddress>;
@@ -75,6 +78,9 @@ interface ResolvedLaunch {
   args: DeviceArg[];
 }
 
+/** Work to run after a launch index (awaited before the next launch is enqueued). */
+export type LaunchHooks = ReadonlyMap<number, () => Promise<void>>;
+
 /** Modules by PTX text, per device: the plans of one model (forward, grad, AdamW) share many kernels. */
 const loadedModules = new WeakMap<Device, Map<string, Promise<DeviceModule>>>();
 
@@ -93,12 +99,19 @@ function loadModuleOnce(device: Device, name: string, ptx: string): Promise<Devi
   return m;
 }
 
+/** The buffer a bind names: an input or param, or a pack of params ("$params": all of them at once). */
+function boundBuffer(plan: ExecutablePlan, what: "inputs" | "params", name: string): number | undefined {
+  return plan[what][name] ?? (what === "params" ? plan.packs?.[name]?.buffer : undefined);
+}
+
 export class PlanExecutor {
   private readonly bases = new Map<number, DeviceAddress>();
   private readonly owned: DeviceAddress[] = [];
   private arena: DeviceAddress | undefined;
   private launches: ResolvedLaunch[] = [];
   private graph: DeviceGraph | undefined;
+  /** Captured stretches between hooks (launchAll's `after`), by "start:end". */
+  private readonly stretches = new Map<string, DeviceGraph>();
   private paramsReady: boolean;
   private readonly byId: Map<number, PlanBuffer>;
   readonly label: string;
@@ -117,7 +130,7 @@ export class PlanExecutor {
     const external = new Set<number>();
     const bindIds = (what: "inputs" | "params") => {
       for (const name of options.bind?.[what]?.keys() ?? []) {
-        const id = plan[what][name];
+        const id = boundBuffer(plan, what, name);
         if (id === undefined) throw new Error(`${this.label}: cannot bind ${what.slice(0, -1)} '${name}': the plan has none`);
         external.add(id);
       }
@@ -167,7 +180,8 @@ export class PlanExecutor {
     }
     for (const [root, bytes] of mp.persistent) this.bases.set(root, alloc(bytes));
     for (const what of ["inputs", "params"] as const) {
-      for (const [name, address] of this.options.bind?.[what] ?? []) this.bases.set(this.plan[what][name], address);
+      for (const [name, address] of this.options.bind?.[what] ?? [])
+        this.bases.set(boundBuffer(this.plan, what, name) as number, address);
     }
     for (const b of this.plan.buffers) {
       if (b.data) await this.device.upload(this.address(b.id), encodeForDevice(b.dtype, b.data));
@@ -281,9 +295,17 @@ export class PlanExecutor {
       await this.device.upload(this.address(this.plan.seed), Int32Array.of(seed | 0));
   }
 
-  /** Enqueues the launch sequence (replaying the captured graph when `graph` is on) and waits for it. */
-  async launchAll(): Promise<void> {
-    const timer = this.device.timer();
+  /**
+   * Enqueues the launch sequence (replaying the captured graph when `graph` is on) and waits for it.
+   * `after`: hooks run right after the launch of their index is enqueued and awaited before the next
+   * one is (data parallelism issues a gradient bucket's reduction there); with `graph` on, each
+   * stretch between hooks is captured and replayed on its own. `wait: false` returns once enqueued
+   * (no timing, no synchronisation; on the emulator the launches have run by then anyway).
+   */
+  async launchAll(options: { after?: LaunchHooks; wait?: boolean } = {}): Promise<void> {
+    const after = options.after;
+    const wait = options.wait ?? true;
+    const timer = wait ? this.device.timer() : undefined;
     if (this.options.syncEachLaunch) {
       for (let i = 0; i < this.launches.length; i++) {
         this.launchOne(i);
@@ -292,13 +314,23 @@ export class PlanExecutor {
         } catch (e) {
           throw this.launchError(i, e);
         }
+        await after?.get(i)?.();
       }
+    } else if (after && after.size > 0) {
+      let start = 0;
+      for (const cut of [...after.keys()].filter((i) => i >= 0 && i < this.launches.length).sort((a, b) => a - b)) {
+        await this.enqueueRange(start, cut + 1);
+        start = cut + 1;
+        await (after.get(cut) as () => Promise<void>)();
+      }
+      await this.enqueueRange(start, this.launches.length);
     } else if (this.options.graph) {
       if (!this.graph) this.graph = await this.device.capture(() => this.enqueueAll());
       this.graph.launch();
     } else {
       this.enqueueAll();
     }
+    if (!timer) return;
     try {
       this.lastLaunchMs = await timer.stop();
       await this.device.synchronize();
@@ -309,6 +341,24 @@ export class PlanExecutor {
         { cause: e },
       );
     }
+  }
+
+  /** Launches [start, end) in order; with `graph` on, as a captured stretch replayed on later runs. */
+  private async enqueueRange(start: number, end: number): Promise<void> {
+    if (start >= end) return;
+    if (!this.options.graph) {
+      for (let i = start; i < end; i++) this.launchOne(i);
+      return;
+    }
+    const key = `${start}:${end}`;
+    let g = this.stretches.get(key);
+    if (!g) {
+      g = await this.device.capture(() => {
+        for (let i = start; i < end; i++) this.launchOne(i);
+      });
+      this.stretches.set(key, g);
+    }
+    g.launch();
   }
 
   private enqueueAll(): void {
@@ -346,6 +396,8 @@ export class PlanExecutor {
   async dispose(): Promise<void> {
     this.graph?.dispose();
     this.graph = undefined;
+    for (const g of this.stretches.values()) g.dispose();
+    this.stretches.clear();
     await this.device.synchronize().catch(() => {});
     for (const a of this.owned.splice(0)) this.device.free(a);
   }

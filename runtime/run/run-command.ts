@@ -2,7 +2,7 @@
 
 import chalk from "chalk";
 import type { Command } from "commander";
-import { parseImageSize, parsePositiveInt } from "../../compiler/frontend/flags.ts";
+import { parseImageSize, parsePositiveInt, parsePrecision } from "../../compiler/frontend/flags.ts";
 import { formatSeconds } from "../../compiler/frontend/format.ts";
 import { formatShape, UserError } from "../../compiler/ir/index.ts";
 import type { HostTensor } from "../cpu/index.ts";
@@ -21,6 +21,8 @@ interface RunFlags {
   out: string;
   backend: string;
   typecheck: boolean;
+  precision: "f32" | "bf16";
+  fuse: boolean;
 }
 
 function parseSeed(v: string): number {
@@ -59,6 +61,8 @@ export function registerRunCommand(program: Command): void {
     .option("--seed <n>", "seed of the initialisation, random inputs and dropout", parseSeed, 0)
     .requiredOption("-o, --out <file>", "where to write the outputs (safetensors, one tensor per output name)")
     .option("--backend <name>", `where to execute (${backendNames().join(", ")})`, "cpu")
+    .option("--precision <p>", "f32, or bf16 compute (the model's computeDType; parameters stay f32)", parsePrecision, "f32")
+    .option("--no-fuse", "leave window attention, FPN merges and cross-attention unfused (for comparison)")
     .option("--no-typecheck", "skip the TypeScript type check of the model file")
     .action(async (file: string, flags: RunFlags) => {
       const r = await run(file, flags);

@@ -8,7 +8,7 @@ import { traceModel } from "../../compiler/dsl/model.ts";
 import { formatBytes } from "../../compiler/frontend/format.ts";
 import { loadModel } from "../../compiler/frontend/load.ts";
 import { type Graph, numel, UserError } from "../../compiler/ir/index.ts";
-import { cse, dce } from "../../compiler/passes/index.ts";
+import { cse, dce, fuse } from "../../compiler/passes/index.ts";
 import { type HostTensor, initParams } from "../cpu/index.ts";
 import { readSafetensors, readSafetensorsIndex, writeSafetensors } from "../io/index.ts";
 import { getBackend } from "./backend.ts";
@@ -27,6 +27,10 @@ export interface RunOptions {
   out?: string;
   backend?: string;
   typecheck?: boolean;
+  /** Compute dtype of the traced model (bf16: the model casts its f32 parameters); default f32. */
+  precision?: "f32" | "bf16";
+  /** Run the pattern fusions (window attention, FPN merge, cross-attention), as `ptc build`; default true. */
+  fuse?: boolean;
 }
 
 export interface RunResult {
@@ -37,7 +41,7 @@ export interface RunResult {
 }
 
 function trace(def: ModelDefinition, o: RunOptions, batch?: number, imageSize?: readonly [number, number]): TracedModel {
-  return traceModel(def, { config: o.config, task: o.task, batch, imageSize });
+  return traceModel(def, { config: o.config, task: o.task, batch, imageSize, computeDType: o.precision ?? "f32" });
 }
 
 export async function run(file: string, o: RunOptions = {}): Promise<RunResult> {
@@ -65,7 +69,8 @@ export async function run(file: string, o: RunOptions = {}): Promise<RunResult> 
       traced = trace(def, o, batch, imageSize);
     }
   }
-  const graph = dce(cse(traced.graph));
+  const optimized = dce(cse(traced.graph));
+  const graph = o.fuse === false ? optimized : fuse(optimized).graph;
   lap("trace");
   // Parameters are materialised on the host (initialised or read) whatever the backend.
   const paramBytes = graph.params().reduce((n, p) => n + 4 * numel(p.shape), 0);

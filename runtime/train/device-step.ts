@@ -6,30 +6,41 @@
 // bf16 compute with f32 masters is what the traced graph says (--precision bf16 casts the f32
 // parameters inside the graph); activations share each plan's arena by liveness.
 //
+// The resident state is packed (compiler/lower/training.ts): masters, gradient sum, m and v are four
+// flat f32 buffers of one layout, each parameter at the same offset in all of them. The gradient
+// plan binds the masters as one buffer ("$params") and writes every gradient into one output
+// ("$grads"); the accumulation plan is one add over the flat buffers; AdamW is three launches over
+// them. The math is the graphs' (adamwUpdate, accumulateGrads): tests compare against runtime/cpu.
+//
 // Per step: micro-batch k runs the gradient plan (its grads stay in that plan's arena); k = 0 copies
 // them into the sum, k > 0 runs the accumulation plan (inputs bound to the sum and to the gradient
-// plan's outputs) and copies its result into the sum. A finite mean loss then runs the AdamW plan
-// (inputs bound to masters, sum, m, v) and copies its new param/m/v over the old ones when it
-// reports `finite`; otherwise nothing changes (StepRunner's rule).
+// plan's "$grads") and copies its result into the sum. A finite mean loss then runs the AdamW plan
+// (inputs bound to masters, sum, m, v) and copies its new masters/m/v over the old ones when it
+// reports `finite`; otherwise nothing changes (StepRunner's rule). One copy per flat buffer.
 
 import {
+  ADAMW_DEFAULTS,
   type AdamWParam,
-  accumulateGrads,
   adamwNames,
   adamwParams,
-  adamwUpdate,
   decayExcluded,
   grad,
   gradName,
 } from "../../compiler/autodiff/index.ts";
 import { type Graph, numel, UserError } from "../../compiler/ir/index.ts";
+import {
+  type ExecutablePlan,
+  lowerTrainingStep,
+  PACKED_GRADS,
+  type PackLayout,
+  packedAdamwNames,
+} from "../../compiler/lower/index.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
 import { cudaAvailable } from "../exec/backends.ts";
 import { CudaDevice } from "../exec/cuda-device.ts";
-import type { Device, DeviceAddress } from "../exec/device.ts";
+import { type Device, type DeviceAddress, offsetAddress } from "../exec/device.ts";
 import { EmuDevice } from "../exec/emu-device.ts";
 import { PlanExecutor } from "../exec/executor.ts";
-import { lowerGraph } from "../exec/lowering.ts";
 import type { LocalStepInfo, StepEngine, StepOutcome } from "./engine.ts";
 import type { TensorMap } from "./executor.ts";
 import type { OptimizerSettings, OptimizerState } from "./step.ts";
@@ -65,6 +76,50 @@ export interface DeviceEngineOptions {
   readonly deviceIndex?: number;
 }
 
+export interface LoweredPlan {
+  readonly plan: ExecutablePlan;
+  /** The graph it was lowered from (none for the packed AdamW, which is built from the layout). */
+  readonly graph?: Graph;
+}
+
+export interface TrainingPlans {
+  readonly params: readonly AdamWParam[];
+  /** Offsets of the parameters in the flat masters / sum / m / v (and the gradient plan's "$grads"). */
+  readonly layout: PackLayout;
+  readonly plans: { readonly grad: LoweredPlan; readonly accumulate?: LoweredPlan; readonly adamw: LoweredPlan };
+  /** Device-to-device copies one step makes with `accum` micro-batches (when the update applies). */
+  copiesPerStep(accum: number): number;
+}
+
+/** The plans of one training step: gradient (per micro-batch), accumulation (accum > 1), AdamW. */
+export function trainingPlans(forward: Graph, accum: number, settings: OptimizerSettings): TrainingPlans {
+  const gradGraph = grad(forward, { loss: "loss", recompute: settings.recompute });
+  const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
+  const lowered = lowerTrainingStep(gradGraph, params, {
+    gradName,
+    accum,
+    adamw: {
+      beta1: settings.beta1 ?? ADAMW_DEFAULTS.beta1,
+      beta2: settings.beta2 ?? ADAMW_DEFAULTS.beta2,
+      eps: settings.eps ?? ADAMW_DEFAULTS.eps,
+      weightDecay: settings.weightDecay ?? ADAMW_DEFAULTS.weightDecay,
+      maxGradNorm: settings.clip,
+    },
+  });
+  return {
+    params,
+    layout: lowered.layout,
+    plans: {
+      grad: { plan: lowered.grad.plan, graph: gradGraph },
+      ...(lowered.accumulate ? { accumulate: { plan: lowered.accumulate.plan } } : {}),
+      adamw: { plan: lowered.adamw.plan },
+    },
+    // The first micro-batch's gradients into the sum, each later one's accumulated sum back into
+    // it, and the updated masters, m and v over the old ones: one copy per flat buffer.
+    copiesPerStep: (k) => k + 3,
+  };
+}
+
 export class DeviceEngine implements StepEngine {
   readonly worldSize = 1;
   readonly rank = 0;
@@ -74,6 +129,8 @@ export class DeviceEngine implements StepEngine {
     readonly device: Device,
     readonly params: readonly AdamWParam[],
     private readonly resident: ReadonlyMap<string, Resident>,
+    /** The four flat buffers (each parameter's Resident is a view of them). */
+    private readonly flat: Resident,
     private readonly gradPlan: PlanExecutor,
     private readonly accumulate: PlanExecutor | undefined,
     private readonly update: PlanExecutor,
@@ -101,31 +158,27 @@ export class DeviceEngine implements StepEngine {
     // The device first: without a GPU `--device cuda` says so before any lowering work.
     const device: Device =
       options.device ?? (kind === "cuda" ? CudaDevice.open({ index: options.deviceIndex }) : new EmuDevice());
-    const gradGraph = grad(forward, { loss: "loss", recompute: settings.recompute });
-    const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
-    const adamOptions = Object.fromEntries(
-      Object.entries({
-        weightDecay: settings.weightDecay,
-        maxGradNorm: settings.clip,
-        beta1: settings.beta1,
-        beta2: settings.beta2,
-        eps: settings.eps,
-      }).filter(([, v]) => v !== undefined),
-    );
-    const gradPlanData = lowerGraph(gradGraph);
-    const accPlanData = accum > 1 ? lowerGraph(accumulateGrads(params)) : undefined;
-    const adamPlanData = lowerGraph(adamwUpdate(params, adamOptions));
+    const { params, plans, layout } = trainingPlans(forward, accum, settings);
+    const gradPlanData = plans.grad.plan;
+    const accPlanData = plans.accumulate?.plan;
+    const adamPlanData = plans.adamw.plan;
 
+    const flatBytes = layout.elements * 4;
+    const flat: Resident = {
+      bytes: flatBytes,
+      master: device.alloc(flatBytes),
+      m: device.alloc(flatBytes),
+      v: device.alloc(flatBytes),
+      sum: device.alloc(flatBytes),
+    };
+    // The padding between members stays zero (nothing reads it as data).
+    for (const a of [flat.master, flat.m, flat.v, flat.sum]) device.fill(a, flatBytes, 0);
+    const offsets = new Map(layout.members.map((m) => [m.name, m.offset * 4]));
     const resident = new Map<string, Resident>();
     for (const p of params) {
       const bytes = numel(p.shape) * 4;
-      const r: Resident = {
-        bytes,
-        master: device.alloc(bytes),
-        m: device.alloc(bytes),
-        v: device.alloc(bytes),
-        sum: device.alloc(bytes),
-      };
+      const at = (base: DeviceAddress) => offsetAddress(base, offsets.get(p.name) as number);
+      const r: Resident = { bytes, master: at(flat.master), m: at(flat.m), v: at(flat.v), sum: at(flat.sum) };
       resident.set(p.name, r);
       // Missing moments start at zero (a fresh run); missing weights are a bug.
       const f32 = (t: HostTensor | undefined, what: string) => {
@@ -138,16 +191,12 @@ export class DeviceEngine implements StepEngine {
       await device.upload(r.v, f32(initial.v.get(p.name), "v"));
     }
     const poison = device.kind === "ptx-emu";
-    const gradParams = new Map(
-      Object.keys(gradPlanData.params).map((name) => {
-        const r = resident.get(name);
-        if (!r) throw new Error(`device engine: the gradient plan has parameter ${name}, which AdamW does not train`);
-        return [name, r.master];
-      }),
-    );
+    for (const name of Object.keys(gradPlanData.params))
+      if (!resident.has(name))
+        throw new Error(`device engine: the gradient plan has parameter ${name}, which AdamW does not train`);
     const gradPlan = await PlanExecutor.load(device, gradPlanData, {
       label: "grad",
-      bind: { params: gradParams },
+      bind: { params: new Map([["$params", flat.master]]) },
       poison,
       graph: options.graphs,
     });
@@ -155,11 +204,10 @@ export class DeviceEngine implements StepEngine {
       new Map([...m].filter(([name]) => name in plan.inputs));
     let accumulate: PlanExecutor | undefined;
     if (accPlanData) {
-      const m = new Map<string, DeviceAddress>();
-      for (const p of params) {
-        m.set(`acc/${p.name}`, (resident.get(p.name) as Resident).sum);
-        m.set(`grad/${p.name}`, gradPlan.addressOf("outputs", gradName(p.name)));
-      }
+      const m = new Map<string, DeviceAddress>([
+        ["acc", flat.sum],
+        ["grad", gradPlan.addressOf("outputs", PACKED_GRADS)],
+      ]);
       accumulate = await PlanExecutor.load(device, accPlanData, {
         label: "accumulate",
         bind: { inputs: bound(accPlanData, m) },
@@ -167,14 +215,12 @@ export class DeviceEngine implements StepEngine {
         graph: options.graphs,
       });
     }
-    const m = new Map<string, DeviceAddress>();
-    for (const p of params) {
-      const r = resident.get(p.name) as Resident;
-      m.set(adamwNames.param(p.name), r.master);
-      m.set(adamwNames.grad(p.name), r.sum);
-      m.set(adamwNames.m(p.name), r.m);
-      m.set(adamwNames.v(p.name), r.v);
-    }
+    const m = new Map<string, DeviceAddress>([
+      [packedAdamwNames.params, flat.master],
+      [packedAdamwNames.grads, flat.sum],
+      [packedAdamwNames.m, flat.m],
+      [packedAdamwNames.v, flat.v],
+    ]);
     const update = await PlanExecutor.load(device, adamPlanData, {
       label: "adamw",
       bind: { inputs: bound(adamPlanData, m) },
@@ -185,6 +231,7 @@ export class DeviceEngine implements StepEngine {
       device,
       params,
       resident,
+      flat,
       gradPlan,
       accumulate,
       update,
@@ -213,18 +260,12 @@ export class DeviceEngine implements StepEngine {
       await this.gradPlan.launchAll();
       losses.push((await this.gradPlan.readOutput("loss")).data[0]);
       if (k === 0) {
-        for (const p of this.params) {
-          const r = this.resident.get(p.name) as Resident;
-          this.device.copy(r.sum, this.gradPlan.addressOf("outputs", gradName(p.name)), r.bytes);
-        }
+        this.device.copy(this.flat.sum, this.gradPlan.addressOf("outputs", PACKED_GRADS), this.flat.bytes);
       } else {
         const acc = this.accumulate as PlanExecutor;
         await acc.uploadInputs(new Map());
         await acc.launchAll();
-        for (const p of this.params) {
-          const r = this.resident.get(p.name) as Resident;
-          this.device.copy(r.sum, acc.addressOf("outputs", `acc/${p.name}`), r.bytes);
-        }
+        this.device.copy(this.flat.sum, acc.addressOf("outputs", "acc"), this.flat.bytes);
       }
     }
     const loss = losses.reduce((a, b) => a + b, 0) / losses.length;
@@ -253,12 +294,10 @@ export class DeviceEngine implements StepEngine {
     const clipScale = await read(adamwNames.clipScale);
     const applied = (await read(adamwNames.finite)) === 1;
     if (applied) {
-      for (const p of this.params) {
-        const r = this.resident.get(p.name) as Resident;
-        this.device.copy(r.master, this.update.addressOf("outputs", adamwNames.param(p.name)), r.bytes);
-        this.device.copy(r.m, this.update.addressOf("outputs", adamwNames.m(p.name)), r.bytes);
-        this.device.copy(r.v, this.update.addressOf("outputs", adamwNames.v(p.name)), r.bytes);
-      }
+      const f = this.flat;
+      this.device.copy(f.master, this.update.addressOf("outputs", packedAdamwNames.params), f.bytes);
+      this.device.copy(f.m, this.update.addressOf("outputs", packedAdamwNames.m), f.bytes);
+      this.device.copy(f.v, this.update.addressOf("outputs", packedAdamwNames.v), f.bytes);
       await this.device.synchronize();
       this.applied++;
     }
@@ -289,7 +328,7 @@ export class DeviceEngine implements StepEngine {
     await this.gradPlan.dispose();
     await this.accumulate?.dispose();
     await this.update.dispose();
-    for (const r of this.resident.values()) for (const a of [r.master, r.m, r.v, r.sum]) this.device.free(a);
+    for (const a of [this.flat.master, this.flat.m, this.flat.v, this.flat.sum]) this.device.free(a);
     if (this.ownsDevice) await this.device.dispose();
   }
 }

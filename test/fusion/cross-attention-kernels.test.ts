@@ -1,7 +1,7 @@
 // The cross-attention kernels (kernels/cross-attention.ts) in the PTX emulator against the CPU
 // reference of crossAttention / crossAttentionBackward, with query counts and key counts that are
 // not multiples of the 16-row tiles (the decoder's P5 has 4 tokens at 64 px and 36 at 192 px); and
-// ptxas (sm_80) accepting them with zero spills. Tolerances as window-attention-kernels.test.ts:
+// ptxas (sm_80) accepting them with zero spills; and the f32 (CUDA-core) kernels of f32 graphs. Tolerances as window-attention-kernels.test.ts:
 // forward per element 2^-8 |ref| + (2^-8 + 1e-4) sum_j p_ij |v_j| + 1e-6 (no norms here, so the
 // logit term is smaller); backward per tensor max |err| <= 2^-6 max |ref|.
 
@@ -10,6 +10,11 @@ import { runPtxas } from "../../compiler/codegen/ptxas.ts";
 import { renderPtx } from "../../compiler/codegen/render.ts";
 import { Graph } from "../../compiler/ir/index.ts";
 import { crossAttentionBackwardKV, crossAttentionBackwardQ, crossAttentionForward } from "../../kernels/cross-attention.ts";
+import {
+  simtCrossAttentionBackwardKV,
+  simtCrossAttentionBackwardQ,
+  simtCrossAttentionForward,
+} from "../../kernels/cross-attention-simt.ts";
 import { execute, type HostTensor, hostTensor } from "../../runtime/cpu/index.ts";
 import { agreement, randomTensor, runInEmulator, zeros } from "../kernels/harness.ts";
 
@@ -79,6 +84,72 @@ describe("cross-attention kernels in the emulator vs the CPU reference", () => {
   }
 
   for (const make of [crossAttentionForward, crossAttentionBackwardQ, crossAttentionBackwardKV]) {
+    const kernel = make({ headDim: 128 });
+    it(`ptxas: ${kernel.name} has no spills`, () => {
+      const r = runPtxas(kernel.name, renderPtx(kernel), { dir: "dist/test-fusion/ptx" });
+      expect(r.spillStoreBytes + r.spillLoadBytes).toBe(0);
+    });
+  }
+
+  // The f32 kernels (CUDA cores): every output within 2e-5 of its max |ref| (f32 sums in another
+  // order than the CPU's f64; measured <= 1e-6), head dims that are not multiples of 32 included.
+  for (const [batch, queries, keys, heads, d] of [
+    [2, 37, 4, 2, 16],
+    [1, 20, 9, 1, 40],
+  ]) {
+    it(`f32 (CUDA cores) B=${batch} N=${queries} L=${keys} heads=${heads} d=${d}: forward, dq, dk, dv`, () => {
+      const c = heads * d;
+      const qScale = d ** -0.5;
+      const q = randomTensor([batch, queries, c], 31, { scale: 2 });
+      const k = randomTensor([batch, keys, c], 32, { scale: 2 });
+      const v = randomTensor([batch, keys, c], 33);
+      const dout = randomTensor([batch, queries, c], 34);
+      const ref = reference(q, k, v, dout, heads, qScale);
+      const buffers = {
+        q,
+        k,
+        v,
+        dout,
+        out: zeros([batch, queries, c]),
+        dq: zeros([batch, queries, c]),
+        dk: zeros([batch, keys, c]),
+        dv: zeros([batch, keys, c]),
+        stats: zeros([batch * heads * 2 * queries]),
+        batch,
+        queries,
+        keys,
+        channels: c,
+        heads,
+        qScale,
+      };
+      const out = runInEmulator(simtCrossAttentionForward({ headDim: d }), buffers).tensors.get("out")!;
+      const rq = runInEmulator(simtCrossAttentionBackwardQ({ headDim: d }), { ...buffers, out: ref.get("o")! });
+      const rkv = runInEmulator(simtCrossAttentionBackwardKV({ headDim: d }), {
+        ...buffers,
+        out: ref.get("o")!,
+        stats: rq.tensors.get("stats")!,
+      });
+      const packed = ref.get("d")!.data;
+      const pieces = [
+        ["out", out, ref.get("o")!.data, 0],
+        ["dq", rq.tensors.get("dq")!, packed, 0],
+        ["dk", rkv.tensors.get("dk")!, packed, q.data.length],
+        ["dv", rkv.tensors.get("dv")!, packed, q.data.length + k.data.length],
+      ] as const;
+      for (const [name, got, want, offset] of pieces) {
+        let err = 0;
+        let scale = 0;
+        for (let i = 0; i < got.data.length; i++) {
+          err = Math.max(err, Math.abs(got.data[i] - want[offset + i]));
+          scale = Math.max(scale, Math.abs(want[offset + i]));
+        }
+        expect(scale, name).toBeGreaterThan(0);
+        expect(err / scale, `${name}: max |err| ${err}, max |ref| ${scale}`).toBeLessThanOrEqual(2e-5);
+      }
+    });
+  }
+
+  for (const make of [simtCrossAttentionForward, simtCrossAttentionBackwardQ, simtCrossAttentionBackwardKV]) {
     const kernel = make({ headDim: 128 });
     it(`ptxas: ${kernel.name} has no spills`, () => {
       const r = runPtxas(kernel.name, renderPtx(kernel), { dir: "dist/test-fusion/ptx" });

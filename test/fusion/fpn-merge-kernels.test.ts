@@ -1,7 +1,8 @@
 // The FPN merge kernels (kernels/fpn-merge.ts: the lateral conv as kernels/gemm.ts's GEMM with the
 // conv bias, then fpnMergeNormalize) in the PTX emulator against the CPU reference of fpnMerge, for
 // a channels-last (decoder) and an NCHW input, sizes that are not multiples of the GEMM tiles and a
-// non-integer nearest upsampling factor; and ptxas accepting the normalize kernel with zero spills.
+// non-integer nearest upsampling factor; the f32 normalize kernel; and ptxas accepting the normalize
+// kernel with zero spills.
 //
 // Tolerance per element: 2^-8 |ref| + 2^-7 ((|y_raw| + mean |y_raw|) rstd |w| + |n|) + 1e-6, with
 // y_raw the GEMM's bf16 output and n = (y - mean) rstd w. The GEMM rounds y_raw (2^-9 of it, times
@@ -132,6 +133,54 @@ describe("FPN merge kernels in the emulator vs the CPU reference", () => {
       expect(a.worstRatio, `max |err| ${a.maxAbs}`).toBeLessThanOrEqual(1);
     });
   }
+
+  it("f32 (an f32 graph's merge): normalize of the lateral product, within 2e-5 of max |ref|", () => {
+    // The lateral conv product is formed on the host (the f32 GEMM has its own tests); the kernel
+    // then normalises in f32 (two-pass statistics) and adds the upsampled coarse map. Measured <= 1e-6.
+    const [batch, height, width, cin, d, groups, ch, cw] = [2, 5, 6, 12, 8, 2, 3, 2];
+    const hw = height * width;
+    const x = randomTensor([batch, height, width, cin], 41);
+    const w = randomTensor([d, cin, 1, 1], 42, { scale: 0.5 });
+    const bias = randomTensor([d], 43, { scale: 0.3 });
+    const gw = randomTensor([d], 44, { offset: 1, scale: 0.5 });
+    const gb = randomTensor([d], 45, { scale: 0.5 });
+    const coarse = randomTensor([batch, d, ch, cw], 46);
+    const ref = reference(x, w, coarse, bias, gw, gb, "nhwc", groups);
+    const y = zeros([batch, hw, d]);
+    for (let r = 0; r < batch * hw; r++)
+      for (let c = 0; c < d; c++) {
+        let acc = bias.data[c];
+        for (let k = 0; k < cin; k++) acc += x.data[r * cin + k] * w.data[c * cin + k];
+        y.data[r * d + c] = acc;
+      }
+    const run = runInEmulator(
+      fpnMergeNormalize({ yLayout: "nhwc", convBias: false, normWeight: true, normBias: true, dtype: "f32" }),
+      {
+        y,
+        convBias: bias,
+        coarse,
+        normWeight: gw,
+        normBias: gb,
+        out: zeros([batch, d, height, width]),
+        batch,
+        channels: d,
+        height,
+        width,
+        coarseH: ch,
+        coarseW: cw,
+        groups,
+        eps: 1e-5,
+      },
+    );
+    const got = run.tensors.get("out")!.data;
+    let err = 0;
+    let scale = 0;
+    for (let i = 0; i < got.length; i++) {
+      err = Math.max(err, Math.abs(got[i] - ref.data[i]));
+      scale = Math.max(scale, Math.abs(ref.data[i]));
+    }
+    expect(err / scale, `max |err| ${err}`).toBeLessThanOrEqual(2e-5);
+  });
 
   it("ptxas: fpn_merge_normalize has no spills", () => {
     const kernel = fpnMergeNormalize({ yLayout: "nhwc", convBias: false, normWeight: true, normBias: true });

@@ -18,7 +18,8 @@ import { runPtxas } from "../../compiler/codegen/ptxas.ts";
 import { renderPtx } from "../../compiler/codegen/render.ts";
 import { Graph } from "../../compiler/ir/index.ts";
 import { type WindowAttentionKernelConfig, windowAttentionForward } from "../../kernels/window-attention.ts";
-import { paddedTokens, windowAttentionBackwardKV, windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
+import { paddedTokens, paramGradRows, statRows, windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
+import { windowAttentionBackwardKV } from "../../kernels/window-attention-backward-kv.ts";
 import { execute, type HostTensor, hostTensor } from "../../runtime/cpu/index.ts";
 import { agreement, randomTensor, runInEmulator, zeros } from "../kernels/harness.ts";
 
@@ -30,14 +31,17 @@ interface Case {
   map: [number, number];
   shifted: boolean;
   backward: boolean;
+  /** The pad value's gradient is not ~0 (padding keys not all masked away). */
+  pad?: boolean;
 }
 
 const cases: Case[] = [
-  { cosine: false, window: 7, headDim: 32, heads: 2, map: [10, 12], shifted: true, backward: true }, // padded to 14x14, shift 3 on both axes
+  { cosine: false, window: 7, headDim: 32, heads: 2, map: [10, 12], shifted: true, backward: true, pad: true }, // padded to 14x14, shift 3 on both axes
   { cosine: true, window: 7, headDim: 32, heads: 1, map: [7, 10], shifted: true, backward: true }, // padded to 7x14, shift [0, 3]
   { cosine: true, window: 8, headDim: 64, heads: 1, map: [9, 8], shifted: true, backward: true }, // padded to 16x8, shift [4, 0]
-  { cosine: false, window: 12, headDim: 64, heads: 1, map: [13, 12], shifted: true, backward: false },
-  { cosine: true, window: 16, headDim: 32, heads: 1, map: [16, 20], shifted: true, backward: false },
+  { cosine: false, window: 12, headDim: 64, heads: 1, map: [13, 12], shifted: true, backward: true },
+  { cosine: true, window: 16, headDim: 32, heads: 1, map: [16, 20], shifted: true, backward: true },
+  { cosine: true, window: 12, headDim: 32, heads: 1, map: [8, 9], shifted: false, backward: true, pad: true }, // one window, padded
   { cosine: false, window: 16, headDim: 32, heads: 1, map: [16, 16], shifted: false, backward: false },
   { cosine: false, window: 8, headDim: 128, heads: 1, map: [8, 8], shifted: false, backward: false },
   { cosine: true, window: 8, headDim: 128, heads: 1, map: [8, 8], shifted: false, backward: true },
@@ -122,8 +126,15 @@ describe("window attention kernels in the emulator vs the CPU reference", () => 
       expect(fwd.stats.mmaOps).toBeGreaterThan(0);
       if (!c.backward) return;
 
-      const stats = zeros([s.windows * c.heads * 2 * paddedTokens(c.window)]);
-      const args = { ...inputs, out: o, dout: s.dout, dqkv: zeros([1, ...c.map, 3 * s.C]), stats };
+      const M = c.window;
+      const N = M * M;
+      const T = (2 * M - 1) ** 2;
+      const rowsPerWindow = paramGradRows(M, c.cosine);
+      const stats = zeros([s.windows * c.heads * statRows(c.cosine) * paddedTokens(M)]);
+      const paramGrad = zeros([s.windows, rowsPerWindow, c.heads]);
+      const padGrad = zeros([s.windows * N, 3 * s.C]);
+      const dqkv = zeros([1, ...c.map, 3 * s.C]);
+      const args = { ...inputs, out: o, dout: s.dout, dqkv, stats, paramGrad, padGrad };
       const q = runInEmulator(windowAttentionBackwardQ(s.config), args);
       const kv = runInEmulator(windowAttentionBackwardKV(s.config), {
         ...args,
@@ -131,17 +142,47 @@ describe("window attention kernels in the emulator vs the CPU reference", () => 
         stats: q.tensors.get("stats")!,
       });
       const got = kv.tensors.get("dqkv")!.data;
-      const packed = ref.get("d")!.data; // dqkv first: the map's layout
-      for (const [part, name] of ["dq", "dk", "dv"].entries()) {
+      const packed = ref.get("d")!.data; // [dqkv | dtable | dscale? | dpad?]
+      const within = (name: string, gotPart: ArrayLike<number>, refAt: (i: number) => number, bound = 2 ** -6) => {
         let err = 0;
         let scale = 0;
-        for (let i = 0; i < got.length; i++) {
-          if (Math.floor((i % (3 * s.C)) / s.C) !== part) continue;
-          err = Math.max(err, Math.abs(got[i] - packed[i]));
-          scale = Math.max(scale, Math.abs(packed[i]));
+        for (let i = 0; i < gotPart.length; i++) {
+          err = Math.max(err, Math.abs(gotPart[i] - refAt(i)));
+          scale = Math.max(scale, Math.abs(refAt(i)));
         }
-        expect(scale, name).toBeGreaterThan(0);
-        expect(err / scale, `${name}: max |err| ${err}, max |ref| ${scale}`).toBeLessThanOrEqual(2 ** -6);
+        // A gradient that is ~0 for these inputs (padding keys masked by -100 in a shifted layer
+        // reach e^-100 of the probability) is held to an absolute 1e-30 instead.
+        if (scale < 1e-30) expect(err, `${name}: max |err| ${err}, max |ref| ${scale}`).toBeLessThanOrEqual(1e-30);
+        else expect(err / scale, `${name}: max |err| ${err}, max |ref| ${scale}`).toBeLessThanOrEqual(bound);
+        if (process.env.WA_LOG) console.log(`${label(c)} ${name}: ${(err / Math.max(scale, 1e-300)).toExponential(2)}`);
+        return scale;
+      };
+      for (const [part, name] of ["dq", "dk", "dv"].entries()) {
+        const at = Array.from({ length: got.length }, (_, i) => i).filter((i) => Math.floor((i % (3 * s.C)) / s.C) === part);
+        within(
+          name,
+          at.map((i) => got[i]),
+          (j) => packed[at[j]],
+        );
+      }
+      // The per-window partials summed in window order (what compiler/lower's column reduction does).
+      const pg = q.tensors.get("paramGrad")!.data;
+      const sumWindows = (rows: number, inner: number, data: ArrayLike<number>) =>
+        Array.from({ length: rows * inner }, (_, e) => {
+          let t = 0;
+          for (let w = 0; w < data.length / (rows * inner); w++) t += data[w * rows * inner + e];
+          return t;
+        });
+      const params = sumWindows(rowsPerWindow, c.heads, pg);
+      const qkvSize = got.length;
+      within("dtable", params.slice(0, T * c.heads), (i) => packed[qkvSize + i]);
+      if (c.cosine) within("dscale", params.slice(T * c.heads), (i) => packed[qkvSize + T * c.heads + i]);
+      if (s.config.padInput) {
+        const pad = sumWindows(1, 3 * s.C, kv.tensors.get("padGrad")!.data);
+        const at = qkvSize + T * c.heads + (c.cosine ? c.heads : 0);
+        expect(pad.slice(0, s.C).every((v) => v === 0)).toBe(true); // padding queries have no output
+        if (c.pad) expect(within("dpad (k, v)", pad.slice(s.C), (i) => packed[at + s.C + i])).toBeGreaterThan(1e-3);
+        else within("dpad (k, v)", pad.slice(s.C), (i) => packed[at + s.C + i]);
       }
     });
   }

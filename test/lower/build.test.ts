@@ -81,7 +81,8 @@ describe("ptc build writes kernels", () => {
 
 describe("lowering choices and errors", () => {
   it("lowers the unfused graph, and says why, while a fused op has no kernel", () => {
-    const block = new SwinBlockV1({ dim: 16, heads: 2, window: 4, shift: 2, mlpRatio: 2, dropPath: 0 });
+    // bf16 with a head dim of 12: the tensor-core kernels need multiples of 16.
+    const block = new SwinBlockV1({ dim: 24, heads: 2, window: 4, shift: 2, mlpRatio: 2, dropPath: 0 });
     const def = defineModel({
       name: "block",
       configs: { only: {} },
@@ -89,17 +90,17 @@ describe("lowering choices and errors", () => {
       create: () =>
         instance({
           module: block,
-          inputs: { x: spec([1, 8, 8, 16]) },
-          forward: ({ x }: Record<string, AnyTensor>) => ({ y: block.forward(x as never) }) as never,
+          inputs: { x: spec([1, 8, 8, 24]) },
+          forward: ({ x }: Record<string, AnyTensor>) => ({ y: block.forward(x.cast("bf16") as never) }) as never,
         }),
     });
     const unfused = dce(cse(traceModel(def, {}).graph));
     const fused = fuse(unfused).graph;
-    expect(unloweredOps(fused)).toEqual(["windowAttention"]); // f32: the fused kernels are bf16
+    expect(unloweredOps(fused)).toEqual(["windowAttention"]);
     expect(unloweredOps(unfused)).toEqual([]);
     const r = lowerStage(fused, unfused, true);
     expect(r.graph).toBe("unfused");
-    expect(r.reason).toContain("windowAttention: the windowAttention kernels are bf16");
+    expect(r.reason).toContain("windowAttention: head dim 12 is not a multiple of 16");
     expect(lowerStage(unfused, unfused, false).graph).toBe("unfused");
     // Lowering the fused graph itself is the located build error.
     let err: unknown;
@@ -116,7 +117,7 @@ describe("lowering choices and errors", () => {
   it("an op configuration without a kernel names the op and the source line", () => {
     const g = new Graph();
     const loc = { file: "model/user.ts", line: 12, col: 3 };
-    const q = g.add("input", [], { name: "q", shape: [1, 4, 8], dtype: "f32" });
+    const q = g.add("input", [], { name: "q", shape: [1, 4, 8], dtype: "bf16" });
     const y = g.add("crossAttention", [q.id, q.id, q.id], { heads: 2, qScale: 0.5 }, loc);
     g.setOutput("y", y.id);
     expect(() => lowerGraph(g)).toThrowError(/no sm_80 kernel for op 'crossAttention'/);
@@ -124,7 +125,7 @@ describe("lowering choices and errors", () => {
       lowerGraph(g);
     } catch (e) {
       expect((e as UserError).line).toBe(
-        "model/user.ts:12:3: no sm_80 kernel for op 'crossAttention' (the crossAttention kernels are bf16; this graph is f32): f32[1,4,8]",
+        "model/user.ts:12:3: no sm_80 kernel for op 'crossAttention' (head dim 4 is not a multiple of 16): bf16[1,4,8]",
       );
     }
   });

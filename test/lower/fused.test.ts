@@ -3,8 +3,8 @@
 // the f32 evaluation (checkAgainstTruth, helpers.ts): PerceptNet's Swin V1 and V2 blocks fused
 // (shifted windows on a 6x6 map padded to 8x8: padInput), the FPN decoder fused (3 cross-attentions,
 // 3 channels-last FPN merges), an NCHW FPN merge, a cross-attention training step
-// (crossAttentionBackward), and the xxs pre-training forward fused. Configurations without kernels
-// (f32, windowAttentionBackward) say why, and the build lowers the unfused graph.
+// (crossAttentionBackward), and the xxs pre-training forward fused. f32 graphs and the window
+// attention backward lower too (their runs: test/fusion/lowered.test.ts).
 
 import { describe, expect, it } from "vitest";
 import { grad } from "../../compiler/autodiff/index.ts";
@@ -112,20 +112,22 @@ describe("fused ops on their kernels (bf16, emulator vs the CPU's accuracy)", ()
   });
 });
 
-describe("fused configurations without kernels", () => {
-  it("f32 graphs and windowAttentionBackward name why; the build lowers the unfused graph", () => {
+describe("fused configurations that used to fall back", () => {
+  it("f32 graphs (CUDA-core kernels) and windowAttentionBackward lower to kernels; test/fusion/lowered.test.ts runs them", () => {
     const m = new SwinBlockV1({ dim: 16, heads: 1, window: 4, shift: 2, mlpRatio: 2, dropPath: 0 });
-    const f32 = traceWithLoss(m, { x: [1, 6, 6, 16] }, (mm, { x }) => mm.forward(x as never) as AnyTensor);
-    const fusedF32 = fuse(f32).graph;
-    expect(unloweredOps(fusedF32)).toEqual(["windowAttention"]);
-    expect(() => lowerGraph(fusedF32)).toThrowError(/windowAttention.*the windowAttention kernels are bf16; this graph is f32/);
-    const r = lowerStage(fusedF32, f32, true);
-    expect(r.graph).toBe("unfused");
-    expect(r.reason).toMatch(/windowAttention: the windowAttention kernels are bf16/);
-
+    const f32 = fuse(traceWithLoss(m, { x: [1, 6, 6, 16] }, (mm, { x }) => mm.forward(x as never) as AnyTensor)).graph;
+    expect(unloweredOps(f32)).toEqual([]);
+    expect([...kernelsOf(f32)].some((k) => k.startsWith("window_attention_simt_fwd"))).toBe(true);
     const bf16 = traceWithLoss(m, { x: [1, 6, 6, 16] }, (mm, { x }) => mm.forward(x as never) as AnyTensor, { dtype: "bf16" });
     const step = grad(fuse(bf16).graph, { loss: "loss" });
-    expect(unloweredOps(step)).toEqual(["windowAttentionBackward"]);
-    expect(() => lowerGraph(step)).toThrowError(/windowAttentionBackward.*bias table, logit scale and pad value gradients/);
+    expect(unloweredOps(step)).toEqual([]);
+    const k = kernelsOf(step);
+    for (const name of ["window_attention_bwd_q", "window_attention_bwd_kv", "reduce_cols_sum_f32_bf16"])
+      expect(
+        [...k].some((x) => x.startsWith(name)),
+        name,
+      ).toBe(true);
+    const r = lowerStage(step, step, true);
+    expect(r.graph).toBe("fused");
   });
 });

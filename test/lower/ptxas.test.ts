@@ -1,6 +1,7 @@
 // Every kernel the lowering emits for the xxs model (pre-training and segmentation, forward and
-// training step, in bf16 and f32: `ptc build` and `ptc train --precision` emit both; and the fused bf16
-// forwards with the window-attention, cross-attention and FPN-merge kernels) assembles with
+// training step, in bf16 and f32: `ptc build` and `ptc train --precision` emit both; the fused bf16
+// forwards with the window-attention, cross-attention and FPN-merge kernels; the device trainer's
+// packed plans: multi-tensor casts and the packed AdamW) assembles with
 // `ptxas -arch=sm_80` with zero spill bytes and no stack frame. ptxas is on every machine here and in
 // CI: where it is missing this FAILS with the reason (it does not skip). No assembly cache: every
 // kernel goes through ptxas, joined into two modules assembled in parallel (ptxas compiles each entry
@@ -11,9 +12,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ADAMW_DEFAULTS, adamwParams, gradName } from "../../compiler/autodiff/index.ts";
 import { findPtxas } from "../../compiler/codegen/ptxas.ts";
 import { assembleCombined } from "../../compiler/frontend/kernels-stage.ts";
-import { lowerGraph, type PlanModule } from "../../compiler/lower/index.ts";
+import { lowerGraph, lowerTrainingStep, type PlanModule } from "../../compiler/lower/index.ts";
 import { fuse } from "../../compiler/passes/index.ts";
 import { xxsGraph } from "./xxs.ts";
 
@@ -36,6 +38,15 @@ describe("ptxas -arch=sm_80 over every xxs kernel", () => {
       fuse(xxsGraph("seg", "forward", "bf16")).graph,
     ];
     for (const g of graphs) for (const m of lowerGraph(g).plan.modules) modules.set(m.name, m);
+    // The device trainer's packed plans: the multi-tensor casts, the flat accumulation, packed AdamW.
+    const train = xxsGraph("pretrain", "training step", "bf16");
+    const step = lowerTrainingStep(train, adamwParams(train), {
+      gradName,
+      accum: 2,
+      adamw: { ...ADAMW_DEFAULTS, maxGradNorm: 1 },
+    });
+    for (const p of [step.grad.plan, step.accumulate?.plan, step.adamw.plan])
+      for (const m of p?.modules ?? []) modules.set(m.name, m);
     if (!findPtxas()) return;
     reports = await assembleCombined([...modules.values()], mkdtempSync(path.join(tmpdir(), "ptc-xxs-kernels-")), 2);
   }, 600_000);
@@ -48,7 +59,7 @@ describe("ptxas -arch=sm_80 over every xxs kernel", () => {
     expect(reports, MISSING).toBeDefined();
     const byName = new Map((reports ?? []).map((r) => [r.kernel, r]));
     expect(modules.size).toBeGreaterThan(700);
-    for (const fusedKernel of ["window_attention_fwd", "cross_attention_fwd", "fpn_merge_normalize"])
+    for (const fusedKernel of ["window_attention_fwd", "cross_attention_fwd", "fpn_merge_normalize", "packed_cast", "adamw_"])
       expect(
         [...modules.keys()].some((k) => k.startsWith(fusedKernel)),
         fusedKernel,

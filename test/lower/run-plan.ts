@@ -35,8 +35,11 @@ export function runPlan(
   const addr: number[] = [];
   for (const b of plan.buffers) if (!b.aliasOf) addr[b.id] = mem.alloc(Math.max(16, b.bytes), 256);
   for (const b of plan.buffers) if (b.aliasOf) addr[b.id] = addr[b.aliasOf.buffer] + b.aliasOf.offsetBytes;
+  // A pack's owner has no feed of its own: its members (views) are fed by name.
+  const packOwners = new Set(Object.values(plan.packs ?? {}).map((p) => p.buffer));
   for (const b of plan.buffers) {
     let data: Float32Array | Int32Array | undefined;
+    if (packOwners.has(b.id)) continue;
     if (b.role === "const") data = b.data;
     else if (b.role === "input" && b.id === plan.seed) data = Int32Array.of(o.seed ?? 0);
     else if (b.role === "input" || b.role === "param") {

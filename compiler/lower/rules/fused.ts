@@ -1,94 +1,47 @@
-// The fused ops (compiler/ir/ops/fused.ts) -> their kernels (kernels/window-attention*.ts,
-// cross-attention.ts, fpn-merge.ts), all bf16. Configurations without a kernel say why, so a build
-// lowers the unfused graph instead (compiler/frontend/lower-stage.ts):
-//   - f32 graphs (the kernels are bf16 tensor-core kernels),
-//   - head dims that are not multiples of 16,
-//   - windowAttentionBackward: the kernels compute dq, dk, dv but not the gradients of the bias
-//     table, logit scale and pad value (sums over all windows; no kernel yet).
+// The fused ops (compiler/ir/ops/fused.ts) -> their kernels: cross-attention and the FPN merge
+// here, window attention in fused-window.ts. bf16 graphs run the tensor-core kernels
+// (kernels/cross-attention.ts, the lateral GEMM of kernels/gemm.ts), f32 graphs the CUDA-core ones
+// (kernels/cross-attention-simt.ts, kernels/gemm-simt.ts); fpnMergeNormalize takes either. What has
+// no kernel says why (a mixed-dtype node, a bf16 head dim that is not a multiple of 16), so a build
+// lowers the unfused graph instead (compiler/frontend/lower-stage.ts).
 
 import { crossAttentionBackwardKV, crossAttentionBackwardQ, crossAttentionForward } from "../../../kernels/cross-attention.ts";
+import {
+  simtCrossAttentionBackwardKV,
+  simtCrossAttentionBackwardQ,
+  simtCrossAttentionForward,
+} from "../../../kernels/cross-attention-simt.ts";
 import { fpnLateralGemm, fpnMergeNormalize } from "../../../kernels/fpn-merge.ts";
-import { windowAttentionForward } from "../../../kernels/window-attention.ts";
 import { type Graph, type Node, numel } from "../../ir/index.ts";
 import { launchGemm } from "../gemm.ts";
 import { cachedKernel } from "../kernel-cache.ts";
 import { registerLowering } from "./registry.ts";
+import "./fused-window.ts";
 
-const bf16Only = (n: Node, g: Graph): string | undefined =>
-  [n, ...n.inputs.map((i) => g.node(i))].some((x) => x.dtype !== "bf16")
-    ? `the ${n.op} kernels are bf16; this graph is ${n.dtype}`
-    : undefined;
+/** The kernels run one dtype per launch: bf16 (tensor cores) or f32 (CUDA cores). */
+const oneFloatType = (n: Node, g: Graph): string | undefined => {
+  const dtypes = new Set([n, ...n.inputs.map((i) => g.node(i))].map((x) => x.dtype));
+  return dtypes.size === 1 && (dtypes.has("bf16") || dtypes.has("f32"))
+    ? undefined
+    : `the ${n.op} kernels are bf16 or f32, not mixed`;
+};
 
 function headDimCheck(n: Node, channels: number): string | undefined {
   const d = channels / (n.attrs.heads as number);
   return d % 16 === 0 ? undefined : `head dim ${d} is not a multiple of 16`;
 }
 
-// ---- window attention ----------------------------------------------------------------------------
-
-function windowSupport(n: Node, g: Graph): string | undefined {
-  const qkv = g.node(n.inputs[0]);
-  return bf16Only(n, g) ?? headDimCheck(n, qkv.shape[3] / 3);
-}
-
-registerLowering(
-  "windowAttention",
-  (ctx, n) => {
-    const [qkv, table] = n.inputs.map((i) => ctx.graph.node(i));
-    const cosine = n.attrs.cosine === true;
-    const padInput = n.attrs.padInput === true;
-    const [batch, height, width, c3] = qkv.shape;
-    const channels = c3 / 3;
-    const heads = n.attrs.heads as number;
-    const [shiftY, shiftX] = n.attrs.shift as number[];
-    let k = 2;
-    const scale = cosine ? ctx.bufferOf(n.inputs[k++]) : undefined;
-    const pad = padInput ? ctx.bufferOf(n.inputs[k]) : undefined;
-    const out = ctx.define(n);
-    const tableBuf = ctx.bufferOf(table.id);
-    ctx.launch(
-      cachedKernel(windowAttentionForward, { window: n.attrs.window as number, headDim: channels / heads, cosine, padInput }),
-      {
-        qkv: { buffer: ctx.bufferOf(qkv.id) },
-        table: { buffer: tableBuf },
-        scale: { buffer: scale ?? tableBuf },
-        padValue: { buffer: pad ?? tableBuf },
-        out: { buffer: out },
-        batch,
-        height,
-        width,
-        channels,
-        heads,
-        shiftY,
-        shiftX,
-        // Attrs a configuration does not use (qScale for V2, normEps for V1, the mask without a shift) may be absent.
-        qScale: (n.attrs.qScale as number | undefined) ?? 1,
-        normEps: (n.attrs.normEps as number | undefined) ?? 0,
-        maskValue: (n.attrs.maskValue as number | undefined) ?? 0,
-      },
-      {
-        writes: ["out"],
-        nodes: [n.id],
-        unused: [...(scale === undefined ? ["scale"] : []), ...(pad === undefined ? ["padValue"] : [])],
-      },
-    );
-  },
-  windowSupport,
-);
-
-registerLowering(
-  "windowAttentionBackward",
-  (ctx, n) => ctx.unsupported(n, windowBackwardReason),
-  () => windowBackwardReason,
-);
-
-const windowBackwardReason = "the kernels compute dq, dk, dv; the bias table, logit scale and pad value gradients have none yet";
-
 // ---- cross-attention -----------------------------------------------------------------------------
 
 function crossSupport(n: Node, g: Graph): string | undefined {
-  return bf16Only(n, g) ?? headDimCheck(n, g.node(n.inputs[0]).shape[2]);
+  return oneFloatType(n, g) ?? (n.dtype === "bf16" ? headDimCheck(n, g.node(n.inputs[0]).shape[2]) : undefined);
 }
+
+/** The cross-attention kernels of the node's dtype. */
+const crossKernels = (n: Node) =>
+  n.dtype === "bf16"
+    ? { fwd: crossAttentionForward, q: crossAttentionBackwardQ, kv: crossAttentionBackwardKV }
+    : { fwd: simtCrossAttentionForward, q: simtCrossAttentionBackwardQ, kv: simtCrossAttentionBackwardKV };
 
 function crossScalars(n: Node, q: Node, k: Node) {
   const [batch, queries, channels] = q.shape;
@@ -103,7 +56,7 @@ registerLowering(
     const o = { buffer: out };
     const s = crossScalars(n, q, k);
     ctx.launch(
-      cachedKernel(crossAttentionForward, { headDim: s.channels / s.heads }),
+      cachedKernel(crossKernels(n).fwd, { headDim: s.channels / s.heads }),
       {
         q: { buffer: ctx.bufferOf(q.id) },
         k: { buffer: ctx.bufferOf(k.id) },
@@ -143,12 +96,12 @@ registerLowering(
       ...s,
     };
     const config = { headDim: s.channels / s.heads };
-    ctx.launch(cachedKernel(crossAttentionBackwardQ, config), args, {
+    ctx.launch(cachedKernel(crossKernels(n).q, config), args, {
       writes: ["dq", "stats"],
       nodes: [n.id],
       unused: ["dk", "dv"],
     });
-    ctx.launch(cachedKernel(crossAttentionBackwardKV, config), args, { writes: ["dk", "dv"], nodes: [n.id], unused: ["dq"] });
+    ctx.launch(cachedKernel(crossKernels(n).kv, config), args, { writes: ["dk", "dv"], nodes: [n.id], unused: ["dq"] });
   },
   crossSupport,
 );
@@ -170,13 +123,14 @@ registerLowering(
     const [batch, d, height, width] = n.shape;
     const cin = w.shape[1];
     const hw = height * width;
-    const y = ctx.newBuffer(layout === "nhwc" ? [batch, hw, d] : [batch, d, hw], "bf16");
+    const dtype = n.dtype as "bf16" | "f32";
+    const y = ctx.newBuffer(layout === "nhwc" ? [batch, hw, d] : [batch, d, hw], dtype);
     const xb = ctx.bufferOf(x.id);
     const wb = ctx.bufferOf(w.id);
-    const gemm = fpnLateralGemm({ layout, convBias });
+    const gemm = fpnLateralGemm({ layout, convBias, dtype });
     if (layout === "nhwc") {
       launchGemm(ctx, {
-        dtype: "bf16",
+        dtype,
         layout: gemm.layout,
         m: batch * hw,
         n: d,
@@ -185,14 +139,14 @@ registerLowering(
         a: { buffer: xb, ld: cin, stride: 0 },
         b: { buffer: wb, ld: cin, stride: 0 },
         c: { buffer: y, ld: d, stride: 0 },
-        out: "bf16",
+        out: dtype,
         ...(bias !== undefined ? { bias } : {}),
         nodes: [n.id],
         what: "fpnMerge lateral",
       });
     } else {
       launchGemm(ctx, {
-        dtype: "bf16",
+        dtype,
         layout: gemm.layout,
         m: d,
         n: hw,
@@ -201,7 +155,7 @@ registerLowering(
         a: { buffer: wb, ld: cin, stride: 0 },
         b: { buffer: xb, ld: hw, stride: cin * hw },
         c: { buffer: y, ld: hw, stride: d * hw },
-        out: "bf16",
+        out: dtype,
         nodes: [n.id],
         what: "fpnMerge lateral",
       });
@@ -215,6 +169,7 @@ registerLowering(
         convBias: convBias && !convBiasInGemm,
         normWeight: hasW,
         normBias: hasB,
+        dtype,
       }),
       {
         y: { buffer: y },
@@ -243,5 +198,5 @@ registerLowering(
       },
     );
   },
-  bf16Only,
+  oneFloatType,
 );

@@ -6,6 +6,7 @@ import { type Node, numel } from "../../ir/index.ts";
 import type { LowerContext } from "../context.ts";
 import { launchGather, linearIndex } from "../gather.ts";
 import { launchGemm, linearBatchStride, materializeBroadcast } from "../gemm.ts";
+import { reducePartials } from "../reduce.ts";
 import { bf16Value } from "../values.ts";
 
 interface Operand {
@@ -45,12 +46,21 @@ export function lowerMatmulChain(ctx: LowerContext, root: Node): void {
     const flag = pos === 0 ? mm.attrs.transA === true : mm.attrs.transB === true;
     return { buffer: ctx.bufferOf(n.id), shape: n.shape, trans: flag !== folded[pos] };
   };
-  const a = operand(0);
+  let a = operand(0);
   let b = operand(1);
-  if (a.trans && b.trans) b = transposeCopy(ctx, b, fold.chain);
   const r = mm.shape.length;
-  const [m, n] = [mm.shape[r - 2], mm.shape[r - 1]];
+  let [m, n] = [mm.shape[r - 2], mm.shape[r - 1]];
   const k = a.trans ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+  if (fold.transposeOut) {
+    // C^T = op(B)^T op(A)^T: the operands swap and each flips its transpose (analysis.ts checked
+    // that the result is nt or tn).
+    [a, b] = [
+      { ...b, trans: !b.trans },
+      { ...a, trans: !a.trans },
+    ];
+    [m, n] = [n, m];
+  }
+  if (a.trans && b.trans) b = transposeCopy(ctx, b, fold.chain);
   const outBatch = mm.shape.slice(0, -2);
   const batch = numel(outBatch);
   const walk = (o: Operand) => {
@@ -66,6 +76,40 @@ export function lowerMatmulChain(ctx: LowerContext, root: Node): void {
   const out = ctx.define(root);
   if (fold.sumBatch) {
     // sum_b A_b^T B_b: the batches stacked along K (A stored [.., K, M], B [.., K, N], both contiguous).
+    // Transposed (sum_b B_b^T A_b), the operands were swapped above: still tn.
+    const splits = splitK(m, n, k * batch);
+    if (splits > 1) {
+      // Few output tiles over a long K (every token): K cut into `splits` slices, one f32 product
+      // each (a batched GEMM whose batch stride walks K), summed by a reduction: every SM busy.
+      const ks = (k * batch) / splits;
+      const partial = ctx.newBuffer([splits, m, n], "f32");
+      launchGemm(ctx, {
+        dtype: mm.dtype,
+        layout: "tn",
+        m,
+        n,
+        k: ks,
+        batch: splits,
+        a: { buffer: a.buffer, ld: m, stride: ks * m },
+        b: { buffer: b.buffer, ld: n, stride: ks * n },
+        c: { buffer: partial, ld: n, stride: m * n },
+        out: "f32",
+        nodes: fold.chain,
+        what: `matmul+sum (split-K ${splits})`,
+      });
+      reducePartials(ctx, {
+        partial,
+        outer: 1,
+        chunks: splits,
+        inner: m * n,
+        out,
+        outDtype: root.dtype as "bf16" | "f32",
+        op: "sum",
+        nodes: fold.chain,
+        what: `matmul+sum (sum of ${splits} split-K products)`,
+      });
+      return;
+    }
     launchGemm(ctx, {
       dtype: mm.dtype,
       layout: "tn",
@@ -103,6 +147,19 @@ export function lowerMatmulChain(ctx: LowerContext, root: Node): void {
     ...(fold.residual !== undefined ? { residual: { buffer: ctx.bufferOf(fold.residual), ld: n, stride: m * n } } : {}),
     nodes: fold.chain,
   });
+}
+
+/** Output tiles (64x64) below which a long-K GEMM is split along K, and the fewest K per slice. */
+const SPLIT_K_BELOW_TILES = 108;
+const SPLIT_K_MIN_SLICE = 512;
+
+/** Slices of K for an m x n product (1: no split): a divisor of K leaving whole 32-deep K tiles. */
+export function splitK(m: number, n: number, kTotal: number): number {
+  const tiles = Math.ceil(m / 64) * Math.ceil(n / 64);
+  if (tiles >= SPLIT_K_BELOW_TILES) return 1;
+  let s = Math.min(Math.ceil((2 * SPLIT_K_BELOW_TILES) / tiles), Math.floor(kTotal / SPLIT_K_MIN_SLICE));
+  while (s > 1 && !(kTotal % s === 0 && (kTotal / s) % 32 === 0)) s--;
+  return Math.max(1, s);
 }
 
 function scaleValue(ctx: LowerContext, id: number): number {

@@ -13,6 +13,7 @@ import type { DType } from "../../ir/types.ts";
 import type { LowerContext } from "../context.ts";
 import { launchCopy, launchGather, linearIndex } from "../gather.ts";
 import { cachedKernel } from "../kernel-cache.ts";
+import { lowerFusedReduction } from "../reduce.ts";
 import { registerLowering } from "./registry.ts";
 
 type Float = "bf16" | "f32";
@@ -102,6 +103,23 @@ function reduceInto(ctx: LowerContext, n: Node, x: number, shape: Shape, dtype: 
   }
 }
 
+/**
+ * reduce.ts's fused path: for an input evaluated in place, reduced axes that are not one contiguous
+ * suffix (columns, or scattered axes: no permuted copy), and few long rows (two passes keep the SMs
+ * busy). Many rows reduced along the last dims keep reduceRows: one CTA per row, 16-byte loads.
+ */
+function fusedReduction(ctx: LowerContext, x: Node, axes: ReadonlySet<number>): boolean {
+  if (ctx.analysis.kind[x.id] === "inline") return true;
+  const live = x.shape.map((_d, i) => i).filter((i) => x.shape[i] !== 1);
+  const reduced = live.filter((i) => axes.has(i));
+  if (reduced.length === 0) return false;
+  const suffix = live.slice(live.length - reduced.length).every((i) => axes.has(i));
+  if (!suffix) return true;
+  const len = numel(reduced.map((d) => x.shape[d]));
+  const rows = numel(x.shape) / len;
+  return rows < 64 && len >= 1024;
+}
+
 for (const op of ["sum", "mean", "max"]) {
   registerLowering(op, (ctx, n) => {
     const x = ctx.graph.node(n.inputs[0]);
@@ -109,7 +127,8 @@ for (const op of ["sum", "mean", "max"]) {
     const r = x.shape.length;
     const axes = new Set((n.attrs.axes as number[]).map((a) => (a < 0 ? a + r : a)));
     const out = ctx.define(n);
-    reduceInto(ctx, n, ctx.bufferOf(x.id), x.shape, x.dtype, axes, out);
+    if (fusedReduction(ctx, x, axes)) lowerFusedReduction(ctx, n, x, axes, out);
+    else reduceInto(ctx, n, ctx.bufferOf(x.id), x.shape, x.dtype, axes, out);
   });
 }
 
