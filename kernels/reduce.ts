@@ -137,6 +137,7 @@ export function reduceFused(spec: FusedReduceSpec): KernelProgram {
   const tr = threads / tc;
   const chunks = fusedReduceChunks(len, R);
   const tile = tc * vec;
+  const colTiles = Math.ceil(inner / tile);
   const params: Record<string, ParamSpec> = {};
   spec.sources.forEach((d, i) => {
     params[`src${i}`] = ptr(d);
@@ -148,16 +149,19 @@ export function reduceFused(spec: FusedReduceSpec): KernelProgram {
       name: spec.name,
       params,
       warps: threads / 32,
-      grid: () => [Math.ceil(inner / tile), chunks, outer],
+      // outer rides on x with the column tiles: z is limited to 65535 CTAs (a bias gradient over
+      // batch x tokens rows has more).
+      grid: () => [colTiles * outer, chunks, 1],
       doc: spec.doc ?? `y[o, chunk, i] = ${spec.op} over rows of x[o, :, i] ([${outer}, ${len}, ${inner}], ${chunks} chunks)`,
     },
     (k, p) => {
       const colLane = k.let(tc === 1 ? k.tid.mul(0) : k.tid.rem(tc), "colLane");
       const rowLane = k.let(tc === 1 ? k.tid : k.tid.div(tc), "rowLane");
-      const col = k.let(k.blockIdx.x.mul(tile).add(colLane.mul(vec)), "col");
+      const o = k.let(colTiles === 1 ? k.blockIdx.x : k.blockIdx.x.div(colTiles), "o");
+      const colTile = colTiles === 1 ? k.blockIdx.x.mul(0) : k.blockIdx.x.rem(colTiles);
+      const col = k.let(colTile.mul(tile).add(colLane.mul(vec)), "col");
       const colOk = k.let(col.lt(inner), "colOk");
       const chunk = k.blockIdx.y;
-      const o = k.blockIdx.z;
       const src = (i: number) => p[`src${i}`] as GlobalPtr;
       const guard = (pred?: Expr<"pred">) => (pred ? colOk.and(pred) : colOk);
       const acc = Array.from({ length: vec }, (_, e) => k.var("f32", isMax ? Number.NEGATIVE_INFINITY : 0, `acc${e}`));

@@ -56,10 +56,18 @@ export function evalHostExpr(e: Expr, params: Readonly<Record<string, number>>):
   }
 }
 
+/** The most CTAs a launch may have along x, y and z (CUDA: 2^31 - 1, 65535, 65535). */
+export const GRID_LIMITS = [2 ** 31 - 1, 65535, 65535] as const;
+
 /** CTAs along x, y, z for the given scalar arguments. */
 export function launchGrid(k: KernelProgram, scalars: Readonly<Record<string, number>>): [number, number, number] {
   const g = k.grid.map((e) => evalHostExpr(e, scalars));
   for (const d of g)
     if (!Number.isInteger(d) || d < 0) throw new Error(`kernel ${k.name}: grid dimension ${d} from ${JSON.stringify(scalars)}`);
+  // sm_80's launch limits (the emulator has none, so they are checked here, for every backend).
+  GRID_LIMITS.forEach((max, i) => {
+    if (g[i] > max)
+      throw new Error(`kernel ${k.name}: grid ${"xyz"[i]} = ${g[i]} is over the device limit ${max} (grid [${g.join(", ")}])`);
+  });
   return [g[0], g[1], g[2]];
 }
