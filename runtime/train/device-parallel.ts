@@ -1,44 +1,44 @@
 // `ptc train --device cuda|ptx-emu` with world > 1: one rank of a data-parallel job whose whole
 // step runs on this rank's device (runtime/exec plans), with the gradients reduced by the
-// Collectives interface over device buffers: NcclCollectives on a GPU (on the device's own stream,
-// so stream order sequences kernels and collectives), StagedCollectives on the emulator (download ->
-// CpuCollectives -> upload: the test path, no way to train on GPUs).
+// Collectives interface over device buffers: NcclCollectives on a GPU, on a communication stream of
+// its own ordered against the compute stream by events (device-streams.ts), StagedCollectives on
+// the emulator (download -> CpuCollectives -> upload: the test path, no way to train on GPUs).
 //
 // The trained parameters live in a FlatLayout (runtime/parallel) aligned to 64 elements, so every
 // parameter, unit shard and shard run starts 256-byte aligned and can be bound to a plan directly:
-//   ddp    one unit, not sharded. The f32 masters are the weights the gradient plan reads; gradients
-//          are summed over the K micro-batches into one flat buffer, all-reduced once (f32), and the
-//          single-process AdamW plan (clipping inside) runs over the flat runs on every rank.
-//   zero1  units = blocks (blockUnitOf), sharded over the world. Full gradient sums as ddp, then one
+//   ddp    one unit, not sharded. The f32 masters are the weights the gradient plan reads; each
+//          micro-batch's gradients are summed into one flat buffer bucket by bucket, at the launch
+//          of the gradient plan after which the bucket's gradients are final, and on the last
+//          micro-batch each bucket's all-reduce (f32) is issued right there, overlapping the rest
+//          of the backward on a GPU (device-buckets.ts). The single-process AdamW plan (clipping
+//          inside) then runs over the flat runs on every rank.
+//   zero1  units = blocks (blockUnitOf), sharded over the world. Full gradient sums, then one
 //          reduce-scatter per unit into this rank's gradient shard; the f32 master shard and m/v
 //          shards are updated here; the updated shards are all-gathered into the weights replica.
 //   zero2  as zero1, but each micro-batch's gradients are reduce-scattered unit by unit right after
 //          its backward (through a one-unit staging buffer) and only the shard is accumulated.
+//   hsdp   zero2 inside each shard group (one node's ranks), the accumulated gradient shard
+//          all-reduced across the replica group (the same shard on every node) once per step
+//          (device-hsdp.ts).
 // Sharded clipping: a plan sums the squares of the scaled gradient shard, the partial sums are
-// all-reduced on the host world, and the update runs with gradScale = scale x clip.
+// all-reduced over the shard group on the host, and the update runs with gradScale = scale x clip.
 //
 // bf16 traffic where it is safe: when the gradient graph reads every trained parameter only through
-// a cast to bf16 (`--precision bf16`), the ZeRO weights replica is bf16 (the graph is rewritten to
+// a cast to bf16 (`--precision bf16`), the sharded weights replica is bf16 (the graph is rewritten to
 // take bf16 parameters in place of those casts), the master shard is cast to bf16 by a plan and the
 // all-gather moves bf16: the gradient plan sees exactly the bf16 values the single-process graph's
 // casts produce. Gradients are reduced in f32: a bf16 sum would round the partial sums to 8 bits.
 //
-// Not here: ZeRO-3 / HSDP on devices (parameters gathered per block inside the backward needs the
-// gradient plan cut into segments; the CPU backend runs them), and overlap of the reductions with
-// the backward (the plan runs as one launch sequence; the collectives follow it).
+// Not here yet: ZeRO-3 on devices (parameters all-gathered per block right before the launches that
+// read them in the forward and again in the backward, freed after: the gradient plan's launches
+// would need per-unit first/last readers and a gather buffer bound per unit, the CPU backend's
+// fsdp.ts schedule), and zero1/zero2/hsdp's reduce-scatters overlapping the backward (they follow
+// the gradient plan; zero2's per-unit reduce-scatter would use the same hooks as ddp's buckets with
+// a staging buffer per unit in flight).
 
-import {
-  type AdamWParam,
-  accumulateGrads,
-  adamwNames,
-  adamwParams,
-  adamwUpdate,
-  decayExcluded,
-  gradName,
-} from "../../compiler/autodiff/index.ts";
-import { type Graph, UserError } from "../../compiler/ir/index.ts";
+import { type AdamWParam, adamwNames, adamwParams, adamwUpdate, decayExcluded, gradName } from "../../compiler/autodiff/index.ts";
+import type { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
-import type { TcpStore } from "../cuda/store.ts";
 import { CudaDevice } from "../exec/cuda-device.ts";
 import { type Device, type DeviceAddress, offsetAddress } from "../exec/device.ts";
 import { EmuDevice } from "../exec/emu-device.ts";
@@ -47,64 +47,33 @@ import { lowerGraph } from "../exec/lowering.ts";
 import type { Collectives, HostCollectives } from "../parallel/collectives.ts";
 import { adamwOptionsOf, clipScale } from "../parallel/data-parallel.ts";
 import { blockUnitOf, FlatLayout, wholeModelUnit } from "../parallel/flat-layout.ts";
-import { type DeviceBuffer, NcclCollectives } from "../parallel/nccl-collectives.ts";
+import type { DeviceBuffer } from "../parallel/nccl-collectives.ts";
 import { StagedCollectives } from "../parallel/staged-collectives.ts";
-import { castGraph, readOnlyAsBf16, sumSquaresGraph, withBf16Params } from "./device-graphs.ts";
+import { BucketedGradients, type BucketIssue, type DeviceBucket } from "./device-buckets.ts";
+import { castGraph, readOnlyAsBf16, withBf16Params } from "./device-graphs.ts";
+import { type ShardingGroups, shardingGroups } from "./device-hsdp.ts";
+import { fullAddress, ShardedGradients } from "./device-shards.ts";
 import type { TrainDevice } from "./device-step.ts";
+import {
+  checkDeviceStrategy,
+  DEVICE_ALIGN_ELEMENTS,
+  type DeviceParallelMemory,
+  type DeviceParallelOptions,
+  type DeviceStrategy,
+} from "./device-strategies.ts";
+import { CommStream } from "./device-streams.ts";
 import { type LocalStepInfo, type StepEngine, type StepOutcome, shareStep } from "./engine.ts";
 import type { TensorMap } from "./executor.ts";
 import { gradGraphOf, type OptimizerSettings, type OptimizerState } from "./step.ts";
 
-export const DEVICE_STRATEGIES = ["ddp", "zero1", "zero2"] as const;
-export type DeviceStrategy = (typeof DEVICE_STRATEGIES)[number];
-
-/** --strategy with --device: the strategies that run on devices, else the one-line error. */
-export function checkDeviceStrategy(strategy: string): DeviceStrategy {
-  if (!(DEVICE_STRATEGIES as readonly string[]).includes(strategy))
-    throw new UserError(
-      `'${strategy}' runs on the cpu backend only for now; with --device use ${DEVICE_STRATEGIES.join(", ")}`,
-      "--strategy",
-    );
-  return strategy as DeviceStrategy;
-}
-
-/** Elements every parameter, shard and run starts at a multiple of: 256 bytes of f32. */
-export const DEVICE_ALIGN_ELEMENTS = 64;
-
-export interface DeviceParallelOptions {
-  /** The world's host collectives: losses and bookkeeping, the gradient norm, barriers. */
-  readonly host: HostCollectives;
-  readonly strategy: DeviceStrategy;
-  /** Device collectives; default NCCL on cuda (rendezvous through `store`), staged on ptx-emu. */
-  readonly collectives?: Collectives<DeviceBuffer>;
-  /** cuda: the job's rendezvous store (CpuCollectives.rendezvousStore). */
-  readonly store?: TcpStore;
-  /** cuda: this rank's GPU (LOCAL_RANK). */
-  readonly deviceIndex?: number;
-  /** An open device to use (and leave open on dispose). */
-  readonly device?: Device;
-  /** NCCL's timeout (default 10 min). */
-  readonly timeoutMs?: number;
-  /** "auto" (default): a bf16 weights replica and bf16 all-gathers where safe (see above); "f32": never. */
-  readonly replica?: "auto" | "f32";
-  /** Replay the gradient plan as a CUDA graph after its first run. */
-  readonly graphs?: boolean;
-}
-
-export interface DeviceParallelMemory {
-  /** The weights the gradient plan reads (ddp: the f32 masters). */
-  readonly replicaBytes: number;
-  /** f32 master shard (0 for ddp, whose replica is the master). */
-  readonly masterShardBytes: number;
-  /** Gradient sums (full for ddp/zero1) and shards. */
-  readonly gradientBytes: number;
-  /** AdamW m and v (shards under ZeRO). */
-  readonly optimizerBytes: number;
-  /** One unit's f32 staging (ZeRO) and the bf16 cast shard. */
-  readonly stagingBytes: number;
-  /** Each plan's memory (its arena: activations, temporaries, outputs). */
-  readonly plans: Record<string, PlanExecutor["memory"]>;
-}
+export {
+  checkDeviceStrategy,
+  DEVICE_ALIGN_ELEMENTS,
+  DEVICE_STRATEGIES,
+  type DeviceParallelMemory,
+  type DeviceParallelOptions,
+  type DeviceStrategy,
+} from "./device-strategies.ts";
 
 interface Initial {
   params: ReadonlyMap<string, HostTensor>;
@@ -116,6 +85,16 @@ interface Initial {
 const F32 = 4;
 const scalar = (x: number) => hostTensor([], "f32", [x]);
 
+/** The collectives one rank reduces over (see device-streams.ts and device-hsdp.ts). */
+interface Comm {
+  /** World collectives as issued (on a GPU: the communication stream, unordered). */
+  readonly world: Collectives<DeviceBuffer>;
+  readonly stream: CommStream;
+  readonly groups: ShardingGroups;
+  /** Close `world` (and destroy `stream`) on dispose. */
+  readonly owned: boolean;
+}
+
 export class DeviceDataParallelEngine implements StepEngine {
   readonly worldSize: number;
   readonly rank: number;
@@ -123,6 +102,8 @@ export class DeviceDataParallelEngine implements StepEngine {
   /** Element offset of each unit in the full (replica / sum) buffers. */
   private readonly fullOffset: number[];
   private readonly owned: DeviceAddress[] = [];
+  /** World collectives in compute-stream order. */
+  private readonly coll: Collectives<DeviceBuffer>;
 
   private constructor(
     readonly device: Device,
@@ -130,8 +111,7 @@ export class DeviceDataParallelEngine implements StepEngine {
     readonly params: readonly AdamWParam[],
     readonly layout: FlatLayout,
     private readonly host: HostCollectives,
-    private readonly coll: Collectives<DeviceBuffer>,
-    private readonly ownsCollectives: boolean,
+    private readonly comm: Comm,
     readonly replicaDtype: "f32" | "bf16",
     private readonly accum: number,
     private readonly settings: OptimizerSettings,
@@ -141,6 +121,7 @@ export class DeviceDataParallelEngine implements StepEngine {
     this.worldSize = host.size;
     this.rank = host.rank;
     this.applied = optimizerStep;
+    this.coll = comm.stream.ordered(comm.world);
     let at = 0;
     this.fullOffset = layout.units.map((u) => {
       const o = at;
@@ -156,12 +137,13 @@ export class DeviceDataParallelEngine implements StepEngine {
   private v!: DeviceAddress;
   private gradShard!: DeviceAddress;
   private sum: DeviceAddress | undefined;
-  private micro: DeviceAddress | undefined;
   private staging: DeviceAddress | undefined;
   private gradPlan!: PlanExecutor;
-  private accumulate: PlanExecutor | undefined;
+  /** ddp: gradients collected and reduced bucket by bucket during the backward. */
+  private bucketed: BucketedGradients | undefined;
+  /** zero1 / zero2 / hsdp: gradients reduced into this rank's shard. */
+  private shardedGrads: ShardedGradients | undefined;
   private update!: PlanExecutor;
-  private norm: PlanExecutor | undefined;
   private castShard: PlanExecutor | undefined;
   private runs: readonly { start: number; length: number; decay: boolean }[] = [];
 
@@ -181,35 +163,32 @@ export class DeviceDataParallelEngine implements StepEngine {
     const device: Device =
       options.device ?? (kind === "cuda" ? CudaDevice.open({ index: options.deviceIndex }) : new EmuDevice());
     const host = options.host;
-    let coll = options.collectives;
-    if (!coll) {
+    let world = options.collectives;
+    let stream = CommStream.inOrder();
+    if (!world) {
       if (device instanceof CudaDevice) {
         if (!options.store) throw new Error("device data parallel: NCCL needs the job's rendezvous store");
-        coll = await NcclCollectives.create({
-          driver: device.driver,
-          store: options.store,
-          rank: host.rank,
-          worldSize: host.size,
-          stream: device.stream,
-          timeoutMs: options.timeoutMs,
-        });
-      } else coll = new StagedCollectives(host, device);
+        const opts = { store: options.store, rank: host.rank, worldSize: host.size, timeoutMs: options.timeoutMs };
+        ({ stream, collectives: world } = await CommStream.nccl(device, opts));
+      } else world = new StagedCollectives(host, device);
     }
+    const groups = await shardingGroups(strategy, world, host, stream, options.shardSize);
+    const comm: Comm = { world, stream, groups, owned: !options.collectives };
     let gradGraph = gradGraphOf(forward, settings);
     const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
     const names = new Set(params.map((p) => p.name));
     const sharded = strategy !== "ddp";
     const replicaDtype = sharded && options.replica !== "f32" && readOnlyAsBf16(gradGraph, names) ? "bf16" : "f32";
     if (replicaDtype === "bf16") gradGraph = withBf16Params(gradGraph, names);
-    const layout = new FlatLayout(params, sharded ? host.size : 1, sharded ? blockUnitOf : wholeModelUnit, DEVICE_ALIGN_ELEMENTS);
+    const shards = sharded ? groups.shard.size : 1;
+    const layout = new FlatLayout(params, shards, sharded ? blockUnitOf : wholeModelUnit, DEVICE_ALIGN_ELEMENTS);
     const engine = new DeviceDataParallelEngine(
       device,
       strategy,
       params,
       layout,
       host,
-      coll,
-      !options.collectives,
+      comm,
       replicaDtype,
       accum,
       settings,
@@ -217,7 +196,7 @@ export class DeviceDataParallelEngine implements StepEngine {
       !options.device,
     );
     try {
-      await engine.load(gradGraph, initial, options.graphs);
+      await engine.load(gradGraph, initial, options);
     } catch (e) {
       await engine.dispose();
       throw e;
@@ -235,26 +214,29 @@ export class DeviceDataParallelEngine implements StepEngine {
     return this.strategy !== "ddp";
   }
 
-  /** This rank's shard index (ddp: the one unsharded "shard"). */
+  /** zero2 / hsdp: gradients reduce-scattered after each micro-batch; only the shard is summed. */
+  private get scattersEachMicroBatch(): boolean {
+    return this.strategy === "zero2" || this.strategy === "hsdp";
+  }
+
+  /** This rank's shard index in its shard group (ddp: the one unsharded "shard"). */
   private get shardRank(): number {
-    return this.sharded ? this.rank : 0;
+    return this.sharded ? this.comm.groups.shard.rank : 0;
+  }
+
+  private get shardGroup(): Collectives<DeviceBuffer> {
+    return this.comm.groups.shard;
   }
 
   private get replicaBytesPerElement(): number {
     return this.replicaDtype === "bf16" ? 2 : F32;
   }
 
-  /** Where parameter `name` starts in a full buffer of `bytesPerElement`. */
-  private fullAddress(base: DeviceAddress, name: string, bytesPerElement = F32): DeviceAddress {
-    const p = this.layout.param(name);
-    return offsetAddress(base, (this.fullOffset[p.unit] + p.offset) * bytesPerElement);
-  }
-
   private buffer(address: DeviceAddress, count: number, dtype: "f32" | "bf16" = "f32"): DeviceBuffer {
     return { ptr: address as DeviceBuffer["ptr"], count, dtype: dtype === "bf16" ? "bfloat16" : "float32" };
   }
 
-  private async load(gradGraph: Graph, initial: Initial, graphs: boolean | undefined): Promise<void> {
+  private async load(gradGraph: Graph, initial: Initial, options: DeviceParallelOptions): Promise<void> {
     const L = this.layout;
     const full = L.paddedNumel;
     const poison = this.device.kind === "ptx-emu";
@@ -262,13 +244,14 @@ export class DeviceDataParallelEngine implements StepEngine {
     this.master = this.sharded ? this.alloc(L.shardNumel * F32) : this.replica;
     this.m = this.alloc(L.shardNumel * F32);
     this.v = this.alloc(L.shardNumel * F32);
-    if (this.strategy !== "zero2") {
+    if (this.sharded) {
+      this.gradShard = this.alloc(L.shardNumel * F32);
+      this.staging = this.alloc(Math.max(...L.units.map((u) => u.padded)) * F32);
+    } else {
       this.sum = this.alloc(full * F32);
       this.device.fill(this.sum, full * F32, 0); // the alignment gaps stay zero: nothing writes them
+      this.gradShard = this.sum;
     }
-    this.gradShard = this.strategy === "ddp" ? (this.sum as DeviceAddress) : this.alloc(L.shardNumel * F32);
-    if (this.sharded) this.staging = this.alloc(Math.max(...L.units.map((u) => u.padded)) * F32);
-    if (this.strategy === "zero2" && this.accum > 1) this.micro = this.alloc(L.shardNumel * F32);
 
     // The gradient plan reads the replica in place.
     const gradPlanData = lowerGraph(gradGraph);
@@ -276,37 +259,31 @@ export class DeviceDataParallelEngine implements StepEngine {
     for (const name of Object.keys(gradPlanData.params)) {
       if (!this.params.some((p) => p.name === name))
         throw new Error(`device data parallel: the gradient plan has parameter ${name}, which AdamW does not train`);
-      bindParams.set(name, this.fullAddress(this.replica, name, this.replicaBytesPerElement));
+      bindParams.set(name, fullAddress(this.layout, this.replica, name, this.replicaBytesPerElement));
     }
     this.gradPlan = await PlanExecutor.load(this.device, gradPlanData, {
       label: "grad",
       bind: { params: bindParams },
       poison,
-      graph: graphs,
+      graph: options.graphs,
     });
-    const bound = (plan: { inputs: Readonly<Record<string, number>> }, m: Map<string, DeviceAddress>) =>
-      new Map([...m].filter(([name]) => name in plan.inputs));
-    if (this.accum > 1) {
-      const m = new Map<string, DeviceAddress>();
-      let graph: Graph;
-      if (this.strategy === "zero2") {
-        graph = accumulateGrads([{ name: "shard", shape: [L.shardNumel] }]);
-        m.set("acc/shard", this.gradShard);
-        m.set("grad/shard", this.micro as DeviceAddress);
-      } else {
-        graph = accumulateGrads(this.params);
-        for (const p of this.params) {
-          m.set(`acc/${p.name}`, this.fullAddress(this.sum as DeviceAddress, p.name));
-          m.set(`grad/${p.name}`, this.gradPlan.addressOf("outputs", gradName(p.name)));
-        }
-      }
-      const plan = lowerGraph(graph);
-      this.accumulate = await PlanExecutor.load(this.device, plan, {
-        label: "accumulate",
-        bind: { inputs: bound(plan, m) },
+    if (this.strategy === "ddp") {
+      this.bucketed = await BucketedGradients.load(this.device, this.gradPlan, L, this.sum as DeviceAddress, {
+        accum: this.accum,
+        capBytes: options.bucketCapBytes,
+        gradName,
+        poison,
+      });
+    } else {
+      const buffers = { gradShard: this.gradShard, staging: this.staging as DeviceAddress, alloc: (n: number) => this.alloc(n) };
+      this.shardedGrads = await ShardedGradients.load(this.device, this.gradPlan, L, this.comm.groups, buffers, {
+        scattersEachMicroBatch: this.scattersEachMicroBatch,
+        accum: this.accum,
         poison,
       });
     }
+    const bound = (plan: { inputs: Readonly<Record<string, number>> }, m: Map<string, DeviceAddress>) =>
+      new Map([...m].filter(([name]) => name in plan.inputs));
 
     // AdamW over this rank's shard, run by run (a run shares a decay flag and starts aligned).
     const decay = new Map(this.params.map((p) => [p.name, p.decay]));
@@ -337,21 +314,13 @@ export class DeviceDataParallelEngine implements StepEngine {
       bind: { inputs: bound(updatePlan, um) },
       poison,
     });
-    if (this.sharded) {
-      const normPlan = lowerGraph(sumSquaresGraph(L.shardNumel));
-      this.norm = await PlanExecutor.load(this.device, normPlan, {
-        label: "norm",
-        bind: { inputs: new Map([["grad", this.gradShard]]) },
+    if (this.sharded && this.replicaDtype === "bf16") {
+      const castPlan = lowerGraph(castGraph(L.shardNumel));
+      this.castShard = await PlanExecutor.load(this.device, castPlan, {
+        label: "cast",
+        bind: { inputs: new Map([["x", this.master]]) },
         poison,
       });
-      if (this.replicaDtype === "bf16") {
-        const castPlan = lowerGraph(castGraph(L.shardNumel));
-        this.castShard = await PlanExecutor.load(this.device, castPlan, {
-          label: "cast",
-          bind: { inputs: new Map([["x", this.master]]) },
-          poison,
-        });
-      }
     }
     await this.setState(initial);
   }
@@ -376,7 +345,7 @@ export class DeviceDataParallelEngine implements StepEngine {
         await this.coll.broadcast(this.buffer(staging, u.padded), 0);
         this.device.copy(
           offsetAddress(this.master, u.localOffset * F32),
-          offsetAddress(staging, this.rank * u.shardNumel * F32),
+          offsetAddress(staging, this.shardRank * u.shardNumel * F32),
           u.shardNumel * F32,
         );
       }
@@ -393,7 +362,7 @@ export class DeviceDataParallelEngine implements StepEngine {
     await this.device.synchronize();
   }
 
-  /** ZeRO: every rank's updated master shard into the replica (bf16 through the cast plan when safe). */
+  /** Sharded: the shard group's updated master shards into the replica (bf16 through the cast plan when safe). */
   private async refreshReplica(): Promise<void> {
     const L = this.layout;
     let source = this.master;
@@ -404,7 +373,7 @@ export class DeviceDataParallelEngine implements StepEngine {
       source = this.castShard.addressOf("outputs", "y");
     }
     for (const u of L.units) {
-      await this.coll.allGather(
+      await this.shardGroup.allGather(
         this.buffer(offsetAddress(source, u.localOffset * eb), u.shardNumel, this.replicaDtype),
         this.buffer(offsetAddress(this.replica, this.fullOffset[u.index] * eb), u.padded, this.replicaDtype),
       );
@@ -417,69 +386,49 @@ export class DeviceDataParallelEngine implements StepEngine {
 
   /** One line for the run's header. */
   get description(): string {
-    const via = this.coll instanceof StagedCollectives ? "collectives staged through the host (test path)" : "NCCL";
+    const via = this.comm.world instanceof StagedCollectives ? "collectives staged through the host (test path)" : "NCCL";
+    const groups = this.strategy === "hsdp" ? `: shard groups of ${this.shardGroup.size}` : "";
     const replica = this.sharded ? `, weights replica ${this.replicaDtype}` : "";
     const ranks = `${this.worldSize} rank${this.worldSize === 1 ? "" : "s"}`;
-    return `${this.device.description}, ${ranks} (${this.strategy}${replica}; ${via})`;
+    return `${this.device.description}, ${ranks} (${this.strategy}${groups}${replica}; ${via})`;
   }
 
   memory(): DeviceParallelMemory {
     const L = this.layout;
-    const plans: Record<string, PlanExecutor["memory"]> = { grad: this.gradPlan.memory, adamw: this.update.memory };
-    if (this.accumulate) plans.accumulate = this.accumulate.memory;
-    if (this.norm) plans.norm = this.norm.memory;
+    const plans: Record<string, PlanExecutor["memory"]> = {
+      grad: this.gradPlan.memory,
+      adamw: this.update.memory,
+      ...this.shardedGrads?.plans,
+    };
+    for (const [i, p] of (this.bucketed?.plans ?? []).entries()) plans[`accumulate bucket ${i}`] = p.memory;
     if (this.castShard) plans.cast = this.castShard.memory;
     const full = L.paddedNumel;
     const stagingUnit = this.sharded ? Math.max(...L.units.map((u) => u.padded)) * F32 : 0;
     return {
       replicaBytes: full * this.replicaBytesPerElement,
       masterShardBytes: this.sharded ? L.shardNumel * F32 : 0,
-      gradientBytes:
-        (this.sum !== undefined ? full * F32 : 0) +
-        (this.sharded ? L.shardNumel * F32 : 0) +
-        (this.micro !== undefined ? L.shardNumel * F32 : 0),
+      gradientBytes: this.shardedGrads ? L.shardNumel * F32 + this.shardedGrads.extraGradientBytes : full * F32,
       optimizerBytes: 2 * L.shardNumel * F32,
       stagingBytes: stagingUnit,
       plans,
     };
   }
 
-  /** Micro-batch k's gradients (in the gradient plan's outputs) into this rank's sums. */
-  private async collect(k: number): Promise<void> {
-    const L = this.layout;
-    const grads = (name: string) => this.gradPlan.addressOf("outputs", gradName(name));
-    const bytes = (name: string) => L.param(name).numel * F32;
-    if (this.strategy !== "zero2") {
-      const sum = this.sum as DeviceAddress;
-      if (k === 0) {
-        for (const p of this.params) this.device.copy(this.fullAddress(sum, p.name), grads(p.name), bytes(p.name));
-        return;
-      }
-      const acc = this.accumulate as PlanExecutor;
-      await acc.uploadInputs(new Map());
-      await acc.launchAll();
-      for (const p of this.params)
-        this.device.copy(this.fullAddress(sum, p.name), acc.addressOf("outputs", `acc/${p.name}`), bytes(p.name));
-      return;
-    }
-    // zero2: reduce-scatter unit by unit through the staging buffer; keep only the shard.
-    const staging = this.staging as DeviceAddress;
-    const target = k === 0 ? this.gradShard : (this.micro as DeviceAddress);
-    for (const u of L.units) {
-      this.device.fill(staging, u.padded * F32, 0);
-      for (const p of u.params) this.device.copy(offsetAddress(staging, p.offset * F32), grads(p.name), p.numel * F32);
-      await this.coll.reduceScatter(
-        this.buffer(staging, u.padded),
-        this.buffer(offsetAddress(target, u.localOffset * F32), u.shardNumel),
-        "sum",
-      );
-    }
-    if (k > 0) {
-      const acc = this.accumulate as PlanExecutor;
-      await acc.uploadInputs(new Map());
-      await acc.launchAll();
-      this.device.copy(this.gradShard, acc.addressOf("outputs", "acc/shard"), L.shardNumel * F32);
-    }
+  /** ddp: a bucket's all-reduce, issued (after a fork) where the backward has finished its gradients. */
+  private async reduceBucket(b: DeviceBucket): Promise<void> {
+    this.comm.stream.fork();
+    const at = offsetAddress(this.sum as DeviceAddress, b.start * F32);
+    await this.comm.world.allReduce(this.buffer(at, b.length), "sum");
+  }
+
+  /** ddp: the buckets in issue order, and those issued during the last step (launch indices of the gradient plan). */
+  get buckets(): { readonly schedule: readonly DeviceBucket[]; readonly lastIssued: readonly BucketIssue[] } | undefined {
+    return this.bucketed && { schedule: this.bucketed.buckets, lastIssued: this.bucketed.lastIssued };
+  }
+
+  /** The gradient plan (its launches are what bucket readiness is counted in). */
+  get gradientPlan(): PlanExecutor {
+    return this.gradPlan;
   }
 
   async step(inputs: readonly TensorMap[], seeds: readonly number[], lr: number, local: LocalStepInfo): Promise<StepOutcome> {
@@ -488,39 +437,26 @@ export class DeviceDataParallelEngine implements StepEngine {
     const losses: number[] = [];
     for (let k = 0; k < K; k++) {
       await this.gradPlan.uploadInputs(inputs[k], seeds[k]);
-      await this.gradPlan.launchAll();
+      if (this.bucketed) {
+        // ddp: buckets collected, and on the last micro-batch reduced, inside the backward.
+        const reduce = k === K - 1 ? (b: DeviceBucket) => this.reduceBucket(b) : undefined;
+        await this.gradPlan.launchAll({ after: this.bucketed.hooks(k, reduce) });
+      } else await this.gradPlan.launchAll();
       losses.push((await this.gradPlan.readOutput("loss")).data[0]);
-      await this.collect(k);
+      await this.shardedGrads?.collect(k);
     }
+    this.comm.stream.join(); // the reduced buckets before anything reads them
     const shared = await shareStep(this.host, losses, local);
     if (!Number.isFinite(shared.loss)) {
       await this.coll.flush();
       return { ...shared, gradNorm: Number.NaN, clipScale: 1, applied: false };
     }
-    const L = this.layout;
     const scale = 1 / (K * this.worldSize);
     let gradScale = scale;
     let gradNorm = Number.NaN;
     let clip = 1;
-    if (this.strategy === "ddp") {
-      await this.coll.allReduce(this.buffer(this.sum as DeviceAddress, L.paddedNumel), "sum");
-    } else {
-      if (this.strategy === "zero1") {
-        for (const u of L.units) {
-          await this.coll.reduceScatter(
-            this.buffer(offsetAddress(this.sum as DeviceAddress, this.fullOffset[u.index] * F32), u.padded),
-            this.buffer(offsetAddress(this.gradShard, u.localOffset * F32), u.shardNumel),
-            "sum",
-          );
-        }
-      }
-      // The global norm from every rank's shard; the clip factor exactly as adamwUpdate's graph.
-      const norm = this.norm as PlanExecutor;
-      await norm.uploadInputs(new Map([["gradScale", scalar(scale)]]));
-      await norm.launchAll();
-      const total = Float32Array.of((await norm.readOutput("sumSquares")).data[0]);
-      await this.host.allReduce(total, "sum");
-      gradNorm = Math.fround(Math.sqrt(total[0]));
+    if (this.shardedGrads) {
+      gradNorm = await this.shardedGrads.reduce(scale);
       if (!(gradNorm < Number.POSITIVE_INFINITY)) {
         await this.coll.flush();
         return { ...shared, gradNorm, clipScale: 1, applied: false };
@@ -572,11 +508,11 @@ export class DeviceDataParallelEngine implements StepEngine {
         const flat = new Float32Array(u.padded);
         if (this.sharded) {
           const staging = this.staging as DeviceAddress;
-          await this.coll.allGather(
+          await this.shardGroup.allGather(
             this.buffer(offsetAddress(base, u.localOffset * F32), u.shardNumel),
             this.buffer(staging, u.padded),
           );
-          await this.coll.flush();
+          await this.shardGroup.flush();
           await this.device.download(staging, flat);
         } else {
           await this.device.download(offsetAddress(base, this.fullOffset[u.index] * F32), flat);
@@ -592,9 +528,12 @@ export class DeviceDataParallelEngine implements StepEngine {
   }
 
   async dispose(): Promise<void> {
-    for (const plan of [this.gradPlan, this.accumulate, this.update, this.norm, this.castShard]) await plan?.dispose();
-    if (this.ownsCollectives) await this.coll.close();
+    for (const plan of [this.gradPlan, this.update, this.castShard]) await plan?.dispose();
+    await this.bucketed?.dispose();
+    await this.shardedGrads?.dispose();
+    if (this.comm.owned) await this.comm.world.close();
     await this.device.synchronize().catch(() => {});
+    if (this.comm.owned) this.comm.stream.destroy();
     for (const a of this.owned.splice(0)) this.device.free(a);
     if (this.ownsDevice) await this.device.dispose();
   }

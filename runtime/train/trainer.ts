@@ -249,6 +249,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       {
         host: ctx.distributed.world,
         strategy: checkDeviceStrategy(run.strategy),
+        shardSize: run.shardSize ?? undefined,
         store: ctx.distributed.store,
         deviceIndex: ctx.distributed.localRank,
       },
