@@ -85,7 +85,8 @@ export function plan(req: PlanRequest): Plan {
     assumptions: [
       `${req.gpu.name}: ${(req.gpu.peakFlops / 1e12).toFixed(0)} TFLOP/s dense bf16 peak at ${(req.mfu * 100).toFixed(0)}% model FLOP utilisation`,
       `training FLOPs = 3x forward (backward = 2x forward), +1x forward with activation checkpointing`,
-      `bytes per parameter: bf16 compute copy 2, f32 master 4, f32 gradients 4, AdamW m+v 8; gradients communicated and parameters gathered in bf16`,
+      `bytes per parameter: bf16 compute copy 2, f32 master 4, f32 gradients 4, AdamW m+v 8; gradients reduced in f32 (4 B/param), parameters all-gathered in bf16 (2 B/param), as the device runtime does with --precision bf16`,
+      `hsdp as the GPU runtime runs it: ZeRO-2 inside a node, gradient shards all-reduced across nodes; zero3 as FSDP runs it (ptc trains it on the cpu backend only so far)`,
       `activations from the traced graph in bf16 (outputs of all non-view ops kept for backward); checkpointing keeps each block's input and recomputes one block at a time`,
       `ring collectives; ${cluster}; NVLink ${(req.gpu.nvlinkBytesPerSec / 1e9).toFixed(0)} GB/s and network ${(req.gpu.networkBytesPerSec / 1e9).toFixed(0)} GB/s per GPU per direction; communication hides under up to ${(req.overlap * 100).toFixed(0)}% of compute`,
       `a step may use ${(req.usableMemory * 100).toFixed(0)}% of GPU memory (the rest: CUDA context, NCCL buffers, fragmentation)`,

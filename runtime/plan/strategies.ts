@@ -1,7 +1,13 @@
 // Memory and communication of each data-parallel strategy, per GPU, for one optimizer step.
-// Mixed precision as our trainer runs it: a bf16 compute copy of the weights (2 B/param), f32 master
-// weights (4), f32 gradients accumulated over micro-batches (4), AdamW m and v in f32 (8);
-// gradients are communicated in bf16 (2 B/param) and parameters gathered in bf16.
+// Mixed precision as our trainer runs it (--precision bf16): a bf16 compute copy of the weights
+// (2 B/param), f32 master weights (4), f32 gradients accumulated over micro-batches (4), AdamW m and
+// v in f32 (8). Communication as runtime/train's device strategies issue it: gradients are reduced
+// in f32 (4 B/param: a bf16 sum would round the partial sums to 8 bits), parameters are gathered in
+// bf16 (2 B/param: the sharded strategies all-gather the master shards cast to bf16).
+// hsdp is planned as the GPU runtime runs it: ZeRO-2 inside a node (the full bf16 replica, f32
+// master, gradient and optimizer shards), the gradient shards all-reduced across nodes once per
+// step. zero3 is planned as FSDP runs it (parameters gathered per block); on GPUs it does not run
+// yet (the cpu backend runs it).
 
 import type { ModelProfile } from "./profile.ts";
 
@@ -64,12 +70,12 @@ export function memoryPerGpu(
       optimizer = (8 * P) / n;
       break;
     case "zero2": // + gradients sharded (one unit's full gradients exist before its reduce-scatter)
+    case "hsdp": // zero2 inside a node
       weights = 2 * P + (4 * P) / n;
       gradients = (4 * P) / n + 4 * unit;
       optimizer = (8 * P) / n;
       break;
-    case "zero3":
-    case "hsdp": // + parameters sharded (f32 master shards, cast to bf16 when gathered); one unit gathered and the next prefetched
+    case "zero3": // + parameters sharded (f32 master shards, cast to bf16 when gathered); one unit gathered and the next prefetched
       weights = (4 * P) / n + 2 * 2 * unit;
       gradients = (4 * P) / n + 4 * unit;
       optimizer = (8 * P) / n;
@@ -83,7 +89,7 @@ export function memoryPerGpu(
 const ring = (n: number) => (n - 1) / n;
 
 export function trafficPerGpu(s: Strategy, p: ModelProfile, c: Cluster, accum: number): Traffic {
-  const grad = 2 * p.params; // bf16
+  const grad = 4 * p.params; // f32
   const param = 2 * p.params; // bf16
   const multiNode = c.gpus > c.gpusPerNode;
   const onWire = (bytes: number, spansNodes: boolean): Traffic =>
@@ -91,8 +97,9 @@ export function trafficPerGpu(s: Strategy, p: ModelProfile, c: Cluster, accum: n
   const n = c.gpus;
   switch (s) {
     case "ddp": // one all-reduce per step (no sync during accumulation)
-    case "zero1": // reduce-scatter grads + all-gather updated params: the same volume
       return onWire(2 * ring(n) * grad, multiNode);
+    case "zero1": // reduce-scatter grads once per step + all-gather updated params
+      return onWire(ring(n) * grad + ring(n) * param, multiNode);
     case "zero2": // grads reduce-scattered every micro-step (they are not kept whole), params gathered once
       return onWire(accum * ring(n) * grad + ring(n) * param, multiNode);
     case "zero3": // per micro-step: gather for forward, gather for backward, reduce-scatter grads
@@ -100,7 +107,7 @@ export function trafficPerGpu(s: Strategy, p: ModelProfile, c: Cluster, accum: n
     case "hsdp": {
       const g = shardGroup(s, c);
       const replicas = c.gpus / g;
-      const intra = accum * ring(g) * (2 * param + grad);
+      const intra = accum * ring(g) * grad + ring(g) * param; // zero2 inside the node
       const inter = replicas > 1 ? 2 * ring(replicas) * (grad / g) : 0; // shards all-reduced across nodes once
       return { intraNodeBytes: intra, interNodeBytes: inter };
     }

@@ -37,6 +37,9 @@ describe("ptc plan (CLI) on PerceptNet-Large, the paper's setup", () => {
     expect(p.run.budget.gpuHours).toBe(32256);
     expect(p.stepSeconds).toBeCloseTo(2048 / p.imagesPerSecond, 9);
     for (const k of ["strategy", "memoryPerGpuBytes", "stepSeconds", "imagesPerSecond"]) expect(p).toHaveProperty(k);
+    // The chosen strategy is one `ptc train --device cuda` runs, and the plan says what it moves.
+    expect(["ddp", "zero1", "zero2", "hsdp"]).toContain(p.strategy);
+    expect(p.assumptions.join("\n")).toMatch(/gradients reduced in f32 \(4 B\/param\), parameters all-gathered in bf16/);
   });
 
   it("names the flag of a bad request", () => {

@@ -49,17 +49,22 @@ describe("planner arithmetic", () => {
     expect([z3.weights, z3.gradients, z3.optimizer]).toEqual([4e9 / 16 + 4 * 5e7, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
     // checkpointing keeps block inputs + one block + what is outside blocks
     expect(z3.activations).toBe(4 * (1e8 + 2e8 + 5e7));
+    // hsdp as the GPU runtime runs it: zero2 sharded inside a node (8 GPUs) only
     const h = memoryPerGpu("hsdp", profile, cluster, 4, false);
-    expect(h.weights).toBe(4e9 / 8 + 4 * 5e7); // sharded inside a node only
+    expect([h.weights, h.gradients, h.optimizer]).toEqual([2e9 + 4e9 / 8, 4e9 / 8 + 4 * 5e7, 8e9 / 8]);
   });
 
   it("communication volumes are the ring-collective volumes of each strategy", () => {
-    const g = 2e9; // bf16 gradients = bf16 parameters = 2 bytes x 1e9
+    // As the device runtime issues them: gradients reduced in f32, parameters gathered in bf16.
+    const g = 4e9; // f32 gradients: 4 bytes x 1e9
+    const w = 2e9; // bf16 parameters: 2 bytes x 1e9
     expect(trafficPerGpu("ddp", profile, cluster, 4)).toEqual({ intraNodeBytes: 0, interNodeBytes: 2 * (15 / 16) * g });
-    expect(trafficPerGpu("zero2", profile, cluster, 4).interNodeBytes).toBeCloseTo(4 * (15 / 16) * g + (15 / 16) * g, 0);
-    expect(trafficPerGpu("zero3", profile, cluster, 4).interNodeBytes).toBeCloseTo(4 * (15 / 16) * 3 * g, 0);
+    expect(trafficPerGpu("zero1", profile, cluster, 4).interNodeBytes).toBeCloseTo((15 / 16) * g + (15 / 16) * w, 0);
+    expect(trafficPerGpu("zero2", profile, cluster, 4).interNodeBytes).toBeCloseTo(4 * (15 / 16) * g + (15 / 16) * w, 0);
+    expect(trafficPerGpu("zero3", profile, cluster, 4).interNodeBytes).toBeCloseTo(4 * (15 / 16) * (2 * w + g), 0);
+    // hsdp: zero2 inside the node (8 GPUs), the f32 gradient shard all-reduced across the 2 nodes
     const h = trafficPerGpu("hsdp", profile, cluster, 4);
-    expect(h.intraNodeBytes).toBeCloseTo(4 * (7 / 8) * 3 * g, 0);
+    expect(h.intraNodeBytes).toBeCloseTo(4 * (7 / 8) * g + (7 / 8) * w, 0);
     expect(h.interNodeBytes).toBeCloseTo(2 * (1 / 2) * (g / 8), 0);
     // one node: everything stays on NVLink
     expect(trafficPerGpu("ddp", profile, { gpus: 8, gpusPerNode: 8 }, 1)).toEqual({
@@ -72,7 +77,7 @@ describe("planner arithmetic", () => {
     const p = plan(request({ strategy: "ddp", checkpointing: "off" }));
     const s = p.all[0];
     const compute = (4 * 4 * 1e12 * 3) / (312e12 * 0.5);
-    const comm = (2 * (15 / 16) * 2e9) / 25e9;
+    const comm = (2 * (15 / 16) * 4e9) / 25e9; // f32 gradients all-reduced over the network
     expect(p.microBatch).toBe(4);
     expect(s.computeSeconds).toBeCloseTo(compute, 12);
     expect(s.commSeconds).toBeCloseTo(comm, 12);
