@@ -67,8 +67,10 @@ def cpb_coords(window):
     return torch.sign(t) * torch.log2(t.abs() + 1) / 3
 
 
-def shift_mask(ph, pw, window, shift):
-    labels = torch.zeros(ph, pw)
+def shift_mask(ph, pw, window, shift, device):
+    # Built on the model's device: under torch.compile a CPU tensor here makes Inductor generate and
+    # compile C++ for it (which failed on the lent GPU machine's toolchain).
+    labels = torch.zeros(ph, pw, device=device)
     count = 0
     # Python's slices are the model's (windows.ts pySlice): with s = 0 the last one is the whole side.
     for hs in (slice(0, -window), slice(-window, -shift[0]), slice(-shift[0], None)):
@@ -141,7 +143,7 @@ class WindowAttentionV2(nn.Module):
         if s[0] + s[1] > 0:
             key = (ph, pw, s)
             if key not in self.masks:
-                self.masks[key] = shift_mask(ph, pw, m, s).to(x.device)
+                self.masks[key] = shift_mask(ph, pw, m, s, x.device)
             mask = self.masks[key]
             nw = mask.shape[0]
             attn = (attn.reshape(bw // nw, nw, self.heads, n, n) + mask[None, :, None].to(attn.dtype)).reshape(bw, self.heads, n, n)
