@@ -22,13 +22,13 @@ import {
 } from "../compiler/tile/index.ts";
 import { tokenSource, type WindowAttentionKernelConfig, windowGrid } from "./window-attention.ts";
 import {
-  aboveEps,
   type Backward,
   backwardParams,
   backwardSetup,
   invNorm,
   kernelName,
   mapSources,
+  normalizedGrad,
   paddedTokens,
   storeTokens,
 } from "./window-attention-backward.ts";
@@ -163,19 +163,7 @@ export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): Kerne
             for (let i = 0; i < outChunks; i++) {
               if (cosine) {
                 const kk = keyChunk(1, b.slice.add(i * 16));
-                const inv = (m: MapContext) => invNorm(m.vec(kNorm), p.normEps);
-                k.map(dk[i], (m) =>
-                  m.x
-                    .sub(
-                      m
-                        .vec(dotSum)
-                        .mul(m.tile(kk))
-                        .mul(inv(m))
-                        .mul(aboveEps(m.vec(kNorm), p.normEps)),
-                    )
-                    .mul(inv(m))
-                    .mul(b.scaleH),
-                );
+                k.map(dk[i], (m) => normalizedGrad(m, m.tile(kk), m.vec(dotSum), m.vec(kNorm), p.normEps, b.scaleH));
               } else k.map(dk[i], (m) => m.x.mul(p.qScale));
               const ch = cast(b.headChannel.add(b.slice), "i64").add(i * 16);
               storeTokens(b, p.dqkv, C3, ch.add(cast(C, "i64")), dk[i], (r) => k0.add(r));

@@ -163,7 +163,26 @@ export function columnNorms(k: KernelBuilder, name: string) {
 
 /** 1 / max(sqrt(x), eps), and whether sqrt(x) > eps (the normalisation's gradient has its second term). */
 export const invNorm = (x: Expr<"f32">, eps: Expr<"f32">) => f32(1).div(max(sqrt(x), eps));
-export const aboveEps = (x: Expr<"f32">, eps: Expr<"f32">) => select(sqrt(x).gt(eps), f32(1), f32(0));
+const aboveEps = (x: Expr<"f32">, eps: Expr<"f32">) => select(sqrt(x).gt(eps), f32(1), f32(0));
+
+/**
+ * V2's gradient through x / |x| (x is q or k, `sq` its |x|^2, m.x the incoming dS K or dS^T Q):
+ * s/|x| (m.x - (sum_j dS c) x/|x| [|x| > eps]).
+ */
+export function normalizedGrad(
+  m: MapContext,
+  x: Expr<"f32">,
+  dotSum: Expr<"f32">,
+  sq: Expr<"f32">,
+  eps: Expr<"f32">,
+  scale: Expr<"f32">,
+) {
+  const inv = invNorm(sq, eps);
+  return m.x
+    .sub(dotSum.mul(x).mul(inv).mul(aboveEps(sq, eps)))
+    .mul(inv)
+    .mul(scale);
+}
 
 export function kernelName(c: WindowAttentionKernelConfig, kind: string, warps: number, split: number) {
   const a = c.align ?? 8;
@@ -458,19 +477,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
             for (let i = 0; i < outChunks; i++) {
               if (cosine) {
                 k.loadTile(db, sQ, { col0: b.slice.add(i * 16), stage: b.group }); // q
-                const inv = (m: MapContext) => invNorm(m.vec(qNorm), p.normEps);
-                k.map(dq[i], (m) =>
-                  m.x
-                    .sub(
-                      m
-                        .vec(dotSum)
-                        .mul(m.tile(db))
-                        .mul(inv(m))
-                        .mul(aboveEps(m.vec(qNorm), p.normEps)),
-                    )
-                    .mul(inv(m))
-                    .mul(b.scaleH),
-                );
+                k.map(dq[i], (m) => normalizedGrad(m, m.tile(db), m.vec(dotSum), m.vec(qNorm), p.normEps, b.scaleH));
               } else k.map(dq[i], (m) => m.x.mul(p.qScale));
               const ch = cast(b.headChannel.add(b.slice), "i64").add(i * 16);
               storeTokens(b, p.dqkv, C3, ch, dq[i], (r) => q0.add(r));

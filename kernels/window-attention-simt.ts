@@ -34,7 +34,7 @@ import {
   windowContext,
   windowGrid,
 } from "./window-attention.ts";
-import { backwardParams, paddedTokens, paramGradRows, statRows } from "./window-attention-backward.ts";
+import { backwardParams, invNorm, paddedTokens, paramGradRows, statRows } from "./window-attention-backward.ts";
 import { relativeRow, stageBiasTable, tokenPixel, tokenRegion, type WindowAt, type WindowParams } from "./window-geometry.ts";
 
 const f32Pointers = <P extends Record<string, unknown>>(params: P): P =>
@@ -129,8 +129,6 @@ function logit(
   const x = norms ? raw.mul(norms.qInv).mul(norms.kInv).mul(norms.scale) : raw.mul(p.qScale);
   return x.add(b).add(mask);
 }
-
-const invNorm = (sq: Expr<"f32">, eps: Expr<"f32">) => f32(1).div(max(sqrt(sq), eps));
 
 /** Per-key 1/max(|k_j|, eps) of the window in shared memory (V2), computed once per CTA. */
 function keyInvNorms(h: Head, p: Fwd, c: WindowAttentionKernelConfig) {
