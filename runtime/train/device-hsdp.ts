@@ -15,6 +15,8 @@ import type { CommStream } from "./device-streams.ts";
 export interface ShardingGroups {
   /** The ranks sharing one copy of the sharded state (ordered on the compute stream). */
   readonly shard: Collectives<DeviceBuffer>;
+  /** The same group as issued (a GPU: on the communication stream; the caller forks and joins). */
+  readonly shardIssued: Collectives<DeviceBuffer>;
   /** hsdp with more than one node: the ranks holding the same shard (ordered). */
   readonly replica?: Collectives<DeviceBuffer>;
   /** The shard group's host collectives (the gradient norm's partial sums). */
@@ -29,12 +31,13 @@ export async function shardingGroups(
   stream: CommStream,
   shardSize: number | undefined,
 ): Promise<ShardingGroups> {
-  if (strategy !== "hsdp") return { shard: stream.ordered(world), hostShard: host };
+  if (strategy !== "hsdp") return { shard: stream.ordered(world), shardIssued: world, hostShard: host };
   const groups = hybridGroups(world.size, shardSize ?? world.size, world.rank);
   const shard = groups.shard.length === world.size ? world : await world.subgroup(groups.shard);
   const replica = groups.replica.length > 1 ? await world.subgroup(groups.replica) : undefined;
   return {
     shard: stream.ordered(shard),
+    shardIssued: shard,
     replica: replica ? stream.ordered(replica) : undefined,
     hostShard: groups.shard.length === host.size ? host : await host.subgroup(groups.shard),
   };

@@ -1,42 +1,39 @@
 // `ptc train --device cuda|ptx-emu` with world > 1: one rank of a data-parallel job whose whole
-// step runs on this rank's device (runtime/exec plans), with the gradients reduced by the
-// Collectives interface over device buffers: NcclCollectives on a GPU, on a communication stream of
-// its own ordered against the compute stream by events (device-streams.ts), StagedCollectives on
-// the emulator (download -> CpuCollectives -> upload: the test path, no way to train on GPUs).
+// step runs on this rank's device (runtime/exec plans), the gradients reduced over the Collectives
+// interface on device buffers (device-comm.ts): NCCL on a GPU, on a communication stream ordered
+// against the compute stream by events (device-streams.ts); staged through the host on the emulator
+// (CI's test path, no way to train on GPUs). Reductions are issued from PlanExecutor hooks at the
+// gradient plan's launch after which their gradients are final (lastWriters), so on a GPU they run
+// while the rest of the backward does.
 //
 // The trained parameters live in a FlatLayout (runtime/parallel) aligned to 64 elements, so every
 // parameter, unit shard and shard run starts 256-byte aligned and can be bound to a plan directly:
-//   ddp    one unit, not sharded. The f32 masters are the weights the gradient plan reads; each
-//          micro-batch's gradients are summed into one flat buffer bucket by bucket, at the launch
-//          of the gradient plan after which the bucket's gradients are final, and on the last
-//          micro-batch each bucket's all-reduce (f32) is issued right there, overlapping the rest
-//          of the backward on a GPU (device-buckets.ts). The single-process AdamW plan (clipping
-//          inside) then runs over the flat runs on every rank.
-//   zero1  units = blocks (blockUnitOf), sharded over the world. Full gradient sums, then one
-//          reduce-scatter per unit into this rank's gradient shard; the f32 master shard and m/v
-//          shards are updated here; the updated shards are all-gathered into the weights replica.
-//   zero2  as zero1, but each micro-batch's gradients are reduce-scattered unit by unit right after
-//          its backward (through a one-unit staging buffer) and only the shard is accumulated.
-//   hsdp   zero2 inside each shard group (one node's ranks), the accumulated gradient shard
-//          all-reduced across the replica group (the same shard on every node) once per step
-//          (device-hsdp.ts).
-// Sharded clipping: a plan sums the squares of the scaled gradient shard, the partial sums are
-// all-reduced over the shard group on the host, and the update runs with gradScale = scale x clip.
+//   ddp    one unit, not sharded; the f32 masters are the weights the gradient plan reads. Gradients
+//          are summed into one flat buffer bucket by bucket (device-buckets.ts); on the last
+//          micro-batch each bucket is all-reduced where it is ready. The single-process AdamW plan
+//          (clipping inside) then runs on every rank.
+//   zero1  units = blocks (blockUnitOf), sharded over the world: full gradient sums, one
+//          reduce-scatter per unit after the last micro-batch (device-shards.ts); the f32 master and
+//          m/v shards are updated here and all-gathered into the weights replica.
+//   zero2  each micro-batch's units reduce-scattered where ready; only the shard is summed.
+//   hsdp   zero2 inside each shard group (one node's ranks); the summed shard all-reduced across
+//          the replica group once per step (device-hsdp.ts).
+// Sharded clipping: a plan sums the squares of the scaled gradient shard, the shard group's partial
+// sums are added on the host, and the update runs with gradScale = scale x clip. Gradients are
+// reduced in f32 (a bf16 sum would round the partial sums to 8 bits). Where the gradient graph reads
+// every trained parameter only through a cast to bf16 (`--precision bf16`) the sharded replica is
+// bf16: the master shard is cast by a plan and all-gathered as bf16, the same bits as the casts.
 //
-// bf16 traffic where it is safe: when the gradient graph reads every trained parameter only through
-// a cast to bf16 (`--precision bf16`), the sharded weights replica is bf16 (the graph is rewritten to
-// take bf16 parameters in place of those casts), the master shard is cast to bf16 by a plan and the
-// all-gather moves bf16: the gradient plan sees exactly the bf16 values the single-process graph's
-// casts produce. Gradients are reduced in f32: a bf16 sum would round the partial sums to 8 bits.
-//
-// Not here yet: ZeRO-3 on devices (parameters all-gathered per block right before the launches that
-// read them in the forward and again in the backward, freed after: the gradient plan's launches
-// would need per-unit first/last readers and a gather buffer bound per unit, the CPU backend's
-// fsdp.ts schedule), and zero1/zero2/hsdp's reduce-scatters overlapping the backward (they follow
-// the gradient plan; zero2's per-unit reduce-scatter would use the same hooks as ddp's buckets with
-// a staging buffer per unit in flight).
+// Not on devices yet: ZeRO-3 (`--strategy zero3`, the cpu backend runs it). It needs the replica
+// replaced by per-block gather slots: each unit's parameters bound into one of a few slots, an
+// all-gather of the unit's (bf16) shard issued (fork) after the slot's previous unit's last reading
+// launch and joined before the unit's first reading launch, in the forward and again in the
+// backward (the plan's `reads` give both windows), no refresh after the update; and, for its memory
+// to pay off, gradient outputs that do not all stay live to the plan's end (compiler/lower's memory
+// plan keeps outputs live to the end, so every strategy here still holds one micro-batch's full
+// f32 gradients in the gradient plan's arena).
 
-import { type AdamWParam, adamwNames, adamwParams, adamwUpdate, decayExcluded, gradName } from "../../compiler/autodiff/index.ts";
+import { type AdamWParam, adamwNames, adamwParams, decayExcluded, gradName } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
 import { CudaDevice } from "../exec/cuda-device.ts";
@@ -45,14 +42,15 @@ import { EmuDevice } from "../exec/emu-device.ts";
 import { PlanExecutor } from "../exec/executor.ts";
 import { lowerGraph } from "../exec/lowering.ts";
 import type { Collectives, HostCollectives } from "../parallel/collectives.ts";
-import { adamwOptionsOf, clipScale } from "../parallel/data-parallel.ts";
+import { clipScale } from "../parallel/data-parallel.ts";
 import { blockUnitOf, FlatLayout, wholeModelUnit } from "../parallel/flat-layout.ts";
 import type { DeviceBuffer } from "../parallel/nccl-collectives.ts";
 import { StagedCollectives } from "../parallel/staged-collectives.ts";
+import { ShardUpdate } from "./device-adamw.ts";
 import { BucketedGradients, type BucketIssue, type DeviceBucket } from "./device-buckets.ts";
+import { type Comm, openComm, releaseComm } from "./device-comm.ts";
 import { castGraph, readOnlyAsBf16, withBf16Params } from "./device-graphs.ts";
-import { type ShardingGroups, shardingGroups } from "./device-hsdp.ts";
-import { fullAddress, ShardedGradients } from "./device-shards.ts";
+import { fullAddress, ShardedGradients, type UnitIssue } from "./device-shards.ts";
 import type { TrainDevice } from "./device-step.ts";
 import {
   checkDeviceStrategy,
@@ -61,7 +59,6 @@ import {
   type DeviceParallelOptions,
   type DeviceStrategy,
 } from "./device-strategies.ts";
-import { CommStream } from "./device-streams.ts";
 import { type LocalStepInfo, type StepEngine, type StepOutcome, shareStep } from "./engine.ts";
 import type { TensorMap } from "./executor.ts";
 import { gradGraphOf, type OptimizerSettings, type OptimizerState } from "./step.ts";
@@ -83,17 +80,6 @@ interface Initial {
 }
 
 const F32 = 4;
-const scalar = (x: number) => hostTensor([], "f32", [x]);
-
-/** The collectives one rank reduces over (see device-streams.ts and device-hsdp.ts). */
-interface Comm {
-  /** World collectives as issued (on a GPU: the communication stream, unordered). */
-  readonly world: Collectives<DeviceBuffer>;
-  readonly stream: CommStream;
-  readonly groups: ShardingGroups;
-  /** Close `world` (and destroy `stream`) on dispose. */
-  readonly owned: boolean;
-}
 
 export class DeviceDataParallelEngine implements StepEngine {
   readonly worldSize: number;
@@ -143,9 +129,8 @@ export class DeviceDataParallelEngine implements StepEngine {
   private bucketed: BucketedGradients | undefined;
   /** zero1 / zero2 / hsdp: gradients reduced into this rank's shard. */
   private shardedGrads: ShardedGradients | undefined;
-  private update!: PlanExecutor;
+  private update!: ShardUpdate;
   private castShard: PlanExecutor | undefined;
-  private runs: readonly { start: number; length: number; decay: boolean }[] = [];
 
   /**
    * Collective: every rank calls it. Lowers the step's plans, opens this rank's device, lays out and
@@ -162,32 +147,27 @@ export class DeviceDataParallelEngine implements StepEngine {
     const strategy = checkDeviceStrategy(options.strategy);
     const device: Device =
       options.device ?? (kind === "cuda" ? CudaDevice.open({ index: options.deviceIndex }) : new EmuDevice());
-    const host = options.host;
-    let world = options.collectives;
-    let stream = CommStream.inOrder();
-    if (!world) {
-      if (device instanceof CudaDevice) {
-        if (!options.store) throw new Error("device data parallel: NCCL needs the job's rendezvous store");
-        const opts = { store: options.store, rank: host.rank, worldSize: host.size, timeoutMs: options.timeoutMs };
-        ({ stream, collectives: world } = await CommStream.nccl(device, opts));
-      } else world = new StagedCollectives(host, device);
+    let comm: Comm;
+    try {
+      comm = await openComm(device, { ...options, strategy });
+    } catch (e) {
+      if (!options.device) await device.dispose();
+      throw e;
     }
-    const groups = await shardingGroups(strategy, world, host, stream, options.shardSize);
-    const comm: Comm = { world, stream, groups, owned: !options.collectives };
     let gradGraph = gradGraphOf(forward, settings);
     const params = adamwParams(gradGraph, settings.exclude ?? decayExcluded);
     const names = new Set(params.map((p) => p.name));
     const sharded = strategy !== "ddp";
     const replicaDtype = sharded && options.replica !== "f32" && readOnlyAsBf16(gradGraph, names) ? "bf16" : "f32";
     if (replicaDtype === "bf16") gradGraph = withBf16Params(gradGraph, names);
-    const shards = sharded ? groups.shard.size : 1;
+    const shards = sharded ? comm.groups.shard.size : 1;
     const layout = new FlatLayout(params, shards, sharded ? blockUnitOf : wholeModelUnit, DEVICE_ALIGN_ELEMENTS);
     const engine = new DeviceDataParallelEngine(
       device,
       strategy,
       params,
       layout,
-      host,
+      options.host,
       comm,
       replicaDtype,
       accum,
@@ -276,42 +256,17 @@ export class DeviceDataParallelEngine implements StepEngine {
       });
     } else {
       const buffers = { gradShard: this.gradShard, staging: this.staging as DeviceAddress, alloc: (n: number) => this.alloc(n) };
-      this.shardedGrads = await ShardedGradients.load(this.device, this.gradPlan, L, this.comm.groups, buffers, {
+      const { groups, stream } = this.comm;
+      this.shardedGrads = await ShardedGradients.load(this.device, this.gradPlan, L, groups, buffers, stream, {
         scattersEachMicroBatch: this.scattersEachMicroBatch,
         accum: this.accum,
         poison,
       });
     }
-    const bound = (plan: { inputs: Readonly<Record<string, number>> }, m: Map<string, DeviceAddress>) =>
-      new Map([...m].filter(([name]) => name in plan.inputs));
-
-    // AdamW over this rank's shard, run by run (a run shares a decay flag and starts aligned).
-    const decay = new Map(this.params.map((p) => [p.name, p.decay]));
-    this.runs = L.shardRuns(this.shardRank, (name) => decay.get(name) as boolean);
-    const adamOptions = adamwOptionsOf({
-      weightDecay: this.settings.weightDecay,
-      beta1: this.settings.beta1,
-      beta2: this.settings.beta2,
-      eps: this.settings.eps,
-      // ddp clips inside the graph (its gradients are whole); ZeRO folds the global clip into gradScale.
-      maxGradNorm: this.sharded ? undefined : this.settings.clip,
-    });
-    const updateGraph = adamwUpdate(
-      this.runs.map((r, i) => ({ name: `run${i}`, shape: [r.length], decay: r.decay })),
-      adamOptions,
-    );
-    const um = new Map<string, DeviceAddress>();
-    this.runs.forEach((r, i) => {
-      const at = (base: DeviceAddress) => offsetAddress(base, r.start * F32);
-      um.set(adamwNames.param(`run${i}`), at(this.master));
-      um.set(adamwNames.grad(`run${i}`), at(this.gradShard));
-      um.set(adamwNames.m(`run${i}`), at(this.m));
-      um.set(adamwNames.v(`run${i}`), at(this.v));
-    });
-    const updatePlan = lowerGraph(updateGraph);
-    this.update = await PlanExecutor.load(this.device, updatePlan, {
-      label: "adamw",
-      bind: { inputs: bound(updatePlan, um) },
+    const state = { master: this.master, grad: this.gradShard, m: this.m, v: this.v };
+    // ddp clips inside the graph (its gradients are whole); ZeRO folds the global clip into gradScale.
+    this.update = await ShardUpdate.load(this.device, L, this.shardRank, this.params, this.settings, state, {
+      clipInside: !this.sharded,
       poison,
     });
     if (this.sharded && this.replicaDtype === "bf16") {
@@ -397,7 +352,7 @@ export class DeviceDataParallelEngine implements StepEngine {
     const L = this.layout;
     const plans: Record<string, PlanExecutor["memory"]> = {
       grad: this.gradPlan.memory,
-      adamw: this.update.memory,
+      adamw: this.update.plan.memory,
       ...this.shardedGrads?.plans,
     };
     for (const [i, p] of (this.bucketed?.plans ?? []).entries()) plans[`accumulate bucket ${i}`] = p.memory;
@@ -426,6 +381,12 @@ export class DeviceDataParallelEngine implements StepEngine {
     return this.bucketed && { schedule: this.bucketed.buckets, lastIssued: this.bucketed.lastIssued };
   }
 
+  /** zero2 / hsdp: each unit's readiness and the reduce-scatters issued during the last micro-batch. */
+  get unitScatters(): { readonly ready: readonly number[]; readonly lastIssued: readonly UnitIssue[] } | undefined {
+    const g = this.shardedGrads;
+    return g && this.scattersEachMicroBatch ? { ready: g.unitReady, lastIssued: g.lastIssued } : undefined;
+  }
+
   /** The gradient plan (its launches are what bucket readiness is counted in). */
   get gradientPlan(): PlanExecutor {
     return this.gradPlan;
@@ -441,7 +402,7 @@ export class DeviceDataParallelEngine implements StepEngine {
         // ddp: buckets collected, and on the last micro-batch reduced, inside the backward.
         const reduce = k === K - 1 ? (b: DeviceBucket) => this.reduceBucket(b) : undefined;
         await this.gradPlan.launchAll({ after: this.bucketed.hooks(k, reduce) });
-      } else await this.gradPlan.launchAll();
+      } else await this.gradPlan.launchAll({ after: this.shardedGrads?.hooks(k) });
       losses.push((await this.gradPlan.readOutput("loss")).data[0]);
       await this.shardedGrads?.collect(k);
     }
@@ -464,15 +425,8 @@ export class DeviceDataParallelEngine implements StepEngine {
       clip = clipScale(gradNorm, this.settings.clip);
       gradScale = Math.fround(scale * clip);
     }
-    await this.update.uploadInputs(
-      new Map([
-        [adamwNames.lr, scalar(lr)],
-        [adamwNames.step, scalar(this.applied + 1)],
-        [adamwNames.gradScale, scalar(gradScale)],
-      ]),
-    );
-    await this.update.launchAll();
-    const read = async (name: string) => (await this.update.readOutput(name)).data[0];
+    await this.update.run(lr, this.applied + 1, gradScale);
+    const read = (name: string) => this.update.read(name);
     if (!this.sharded) {
       gradNorm = await read(adamwNames.gradNorm);
       clip = await read(adamwNames.clipScale);
@@ -482,12 +436,7 @@ export class DeviceDataParallelEngine implements StepEngine {
         return { ...shared, gradNorm, clipScale: clip, applied: false };
       }
     }
-    this.runs.forEach((r, i) => {
-      const at = (base: DeviceAddress) => offsetAddress(base, r.start * F32);
-      this.device.copy(at(this.master), this.update.addressOf("outputs", adamwNames.param(`run${i}`)), r.length * F32);
-      this.device.copy(at(this.m), this.update.addressOf("outputs", adamwNames.m(`run${i}`)), r.length * F32);
-      this.device.copy(at(this.v), this.update.addressOf("outputs", adamwNames.v(`run${i}`)), r.length * F32);
-    });
+    this.update.apply();
     if (this.sharded) await this.refreshReplica();
     await this.coll.flush();
     await this.device.synchronize();
@@ -531,9 +480,8 @@ export class DeviceDataParallelEngine implements StepEngine {
     for (const plan of [this.gradPlan, this.update, this.castShard]) await plan?.dispose();
     await this.bucketed?.dispose();
     await this.shardedGrads?.dispose();
-    if (this.comm.owned) await this.comm.world.close();
     await this.device.synchronize().catch(() => {});
-    if (this.comm.owned) this.comm.stream.destroy();
+    await releaseComm(this.comm);
     for (const a of this.owned.splice(0)) this.device.free(a);
     if (this.ownsDevice) await this.device.dispose();
   }

@@ -2,8 +2,13 @@
 // outputs to this rank's reduced gradient shard and the global gradient norm.
 //   zero1  each micro-batch's gradients summed into a full f32 buffer (the accumulation plan), then
 //          one reduce-scatter per unit into the shard.
-//   zero2 / hsdp  each micro-batch's gradients reduce-scattered unit by unit right after its
-//          backward (through a one-unit staging buffer, padding zeroed) and only the shard summed;
+//   zero2 / hsdp  each micro-batch's gradients reduce-scattered unit by unit while the backward
+//          runs: at the gradient plan's last launch writing a unit's gradients (lastWriters, as
+//          ddp's buckets) a hook copies them into a one-unit staging buffer (padding zeroed) and
+//          issues the unit's reduce-scatter; only the shard is summed. On a GPU the reduce-scatter
+//          runs on the communication stream (fork), and the next unit's hook makes the compute
+//          stream wait for it (join) before it overwrites the staging buffer: each unit's
+//          reduce-scatter overlaps the next unit's backward, with one staging buffer.
 //          hsdp then all-reduces the shard across its replica group (device-hsdp.ts).
 // The norm: a plan sums the squares of the scaled shard; the shard group's partial sums are added on
 // the host (every replica group holds the same shards).
@@ -11,12 +16,14 @@ import { accumulateGrads, gradName } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { hostTensor } from "../cpu/tensor.ts";
 import { type Device, type DeviceAddress, offsetAddress } from "../exec/device.ts";
-import { PlanExecutor } from "../exec/executor.ts";
+import { type LaunchHooks, PlanExecutor } from "../exec/executor.ts";
 import { lowerGraph } from "../exec/lowering.ts";
 import type { FlatLayout } from "../parallel/flat-layout.ts";
 import type { DeviceBuffer } from "../parallel/nccl-collectives.ts";
+import { lastWriters } from "./device-buckets.ts";
 import { sumSquaresGraph } from "./device-graphs.ts";
 import type { ShardingGroups } from "./device-hsdp.ts";
+import type { CommStream } from "./device-streams.ts";
 
 const F32 = 4;
 
@@ -35,7 +42,18 @@ export interface ShardBuffers {
   readonly alloc: (bytes: number) => DeviceAddress;
 }
 
+/** A unit's reduce-scatter as issued: after which launch of the gradient plan. */
+export interface UnitIssue {
+  readonly unit: number;
+  readonly afterLaunch: number;
+}
+
 export class ShardedGradients {
+  /** zero2 / hsdp: each unit's readiness (launch index), by unit index. */
+  readonly unitReady: readonly number[];
+  /** zero2 / hsdp: the reduce-scatters issued during the last micro-batch, in order. */
+  lastIssued: UnitIssue[] = [];
+
   private constructor(
     private readonly device: Device,
     private readonly gradPlan: PlanExecutor,
@@ -50,7 +68,14 @@ export class ShardedGradients {
     private readonly micro: DeviceAddress | undefined,
     private readonly accumulate: PlanExecutor | undefined,
     private readonly norm: PlanExecutor,
-  ) {}
+    private readonly stream: CommStream,
+  ) {
+    const last = lastWriters(
+      gradPlan,
+      layout.units.flatMap((u) => u.params.map((p) => gradName(p.name))),
+    );
+    this.unitReady = layout.units.map((u) => Math.max(0, ...u.params.map((p) => last.get(gradName(p.name)) as number)));
+  }
 
   static async load(
     device: Device,
@@ -58,6 +83,7 @@ export class ShardedGradients {
     layout: FlatLayout,
     groups: ShardingGroups,
     buffers: ShardBuffers,
+    stream: CommStream,
     options: { scattersEachMicroBatch: boolean; accum: number; poison: boolean },
   ): Promise<ShardedGradients> {
     const L = layout;
@@ -97,7 +123,7 @@ export class ShardedGradients {
         bind: { inputs: new Map([["grad", buffers.gradShard]]) },
         poison,
       });
-      return new ShardedGradients(device, gradPlan, layout, groups, buffers, scatters, sum, micro, accumulate, norm);
+      return new ShardedGradients(device, gradPlan, layout, groups, buffers, scatters, sum, micro, accumulate, norm, stream);
     } catch (e) {
       for (const p of plans) await p.dispose();
       throw e;
@@ -127,17 +153,7 @@ export class ShardedGradients {
         for (const p of u.params) this.device.copy(fullAddress(L, sum, p.name), from(p.name), p.numel * F32);
       return;
     }
-    const staging = this.buffers.staging;
-    const target = k === 0 ? this.buffers.gradShard : (this.micro as DeviceAddress);
-    for (const u of L.units) {
-      this.device.fill(staging, u.padded * F32, 0);
-      for (const p of u.params) this.device.copy(offsetAddress(staging, p.offset * F32), grads(p.name), p.numel * F32);
-      await this.groups.shard.reduceScatter(
-        f32Buffer(staging, u.padded),
-        f32Buffer(offsetAddress(target, u.localOffset * F32), u.shardNumel),
-        "sum",
-      );
-    }
+    this.stream.join(); // the shards are reduced before they are summed (and staging is free)
     if (k > 0) {
       await this.runAccumulate();
       this.device.copy(
@@ -146,6 +162,46 @@ export class ShardedGradients {
         L.shardNumel * F32,
       );
     }
+  }
+
+  /** zero2 / hsdp: hooks for micro-batch k's gradient plan run, each unit reduce-scattered when ready. */
+  hooks(k: number): LaunchHooks | undefined {
+    if (!this.scattersEachMicroBatch) return undefined;
+    this.lastIssued = [];
+    const hooks = new Map<number, () => Promise<void>>();
+    const byLaunch = new Map<number, number[]>();
+    // Units in readiness order (ties by index): every rank runs the same plan and issues alike.
+    for (const u of this.layout.units)
+      byLaunch.set(this.unitReady[u.index], [...(byLaunch.get(this.unitReady[u.index]) ?? []), u.index]);
+    for (const [launch, units] of byLaunch) {
+      hooks.set(launch, async () => {
+        for (const u of units) {
+          this.lastIssued.push({ unit: u, afterLaunch: launch });
+          await this.scatterUnit(u, k);
+        }
+      });
+    }
+    return hooks;
+  }
+
+  private async scatterUnit(index: number, k: number): Promise<void> {
+    const u = this.layout.units[index];
+    const staging = this.buffers.staging;
+    const target = k === 0 ? this.buffers.gradShard : (this.micro as DeviceAddress);
+    this.stream.join(); // the previous unit's reduce-scatter has read the staging buffer
+    this.device.fill(staging, u.padded * F32, 0);
+    for (const p of u.params)
+      this.device.copy(
+        offsetAddress(staging, p.offset * F32),
+        this.gradPlan.addressOf("outputs", gradName(p.name)),
+        p.numel * F32,
+      );
+    this.stream.fork();
+    await this.groups.shardIssued.reduceScatter(
+      f32Buffer(staging, u.padded),
+      f32Buffer(offsetAddress(target, u.localOffset * F32), u.shardNumel),
+      "sum",
+    );
   }
 
   private async runAccumulate(): Promise<void> {

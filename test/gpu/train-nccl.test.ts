@@ -1,8 +1,10 @@
 // The device data-parallel engine on a real GPU with NCCL, world size 1 (skipped without a CUDA
 // driver and NCCL, as in CI). The same engine as `ptc train --device cuda --nproc-per-node G`, with
-// its collectives on NcclCollectives over device buffers on the device's own stream (with one rank
-// every collective is a copy, so this proves the plumbing: buffers, counts, dtypes, stream order,
-// the bf16 replica's cast and all-gather), against the single-process DeviceEngine on the same GPU.
+// its collectives on NcclCollectives over device buffers on a communication stream ordered against
+// the compute stream by events (device-streams.ts; with one rank every collective is a copy, so this
+// proves the plumbing: buffers, counts, dtypes, the fork/join stream order of ddp's buckets and
+// zero2's unit reduce-scatters issued during the backward, the bf16 replica's cast and all-gather),
+// against the single-process DeviceEngine on the same GPU.
 // Several ranks need several GPUs (NCCL refuses two ranks on one device).
 //
 // Not run yet: written when no GPU time was left; it mirrors test/train/device-parallel.test.ts,
@@ -45,18 +47,19 @@ describe.skipIf(!usable)("DeviceDataParallelEngine over NCCL, one rank on one GP
   });
 
   for (const bf16 of [false, true]) {
-    for (const strategy of ["ddp", "zero1", "zero2"] as const satisfies readonly DeviceStrategy[]) {
+    for (const strategy of ["ddp", "zero1", "zero2", "hsdp"] as const satisfies readonly DeviceStrategy[]) {
       it(`${strategy}, ${bf16 ? "bf16 compute (bf16 replica under ZeRO)" : "f32"}: 3 steps x 3 micro-batches like DeviceEngine`, async () => {
         const graph = regressionGraph(bf16);
         const start = () => ({ params: initParams(graph, 3), m: new Map(), v: new Map(), optimizerStep: 0 });
         const single = await DeviceEngine.create("cuda", graph, ACCUM, settings, start(), { device });
-        // No `collectives`: the engine opens NcclCollectives on the device's stream through the store.
+        // No `collectives`: the engine opens NcclCollectives on its own stream through the store.
         const dp = await DeviceDataParallelEngine.create(
           "cuda",
           graph,
           ACCUM,
           settings,
-          { host, strategy, store, device },
+          // A small bucket cap: ddp issues several buckets between the backward's launches.
+          { host, strategy, store, device, bucketCapBytes: 1024 },
           start(),
         );
         try {

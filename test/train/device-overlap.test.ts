@@ -204,6 +204,31 @@ describe("ddp on devices: gradient buckets reduced while the backward runs", () 
   });
 });
 
+describe("zero2 on devices: each unit reduce-scattered while the backward runs", () => {
+  // (test/train/device-parallel.test.ts checks zero2's numbers, which run through these hooks.)
+  it("issues the head's unit before the block's, each right after its last gradient write", async () => {
+    const graph = regressionGraph(false);
+    const { engines } = await parallel(graph, 2, 1, { strategy: "zero2" });
+    const e = engines[0];
+    const scatters = e.unitScatters;
+    if (!scatters) throw new Error("zero2 scatters per unit");
+    // Units: blocks.0 (index 0: fc1.weight, fc1.bias, norm.weight) and the root (index 1: head.weight).
+    expect(e.layout.units.map((u) => u.name)).toEqual(["blocks.0", ""]);
+    const ready = (names: string[]) =>
+      Math.max(...names.map((n) => lastWriters(e.gradientPlan, [`grad/${n}`]).get(`grad/${n}`) as number));
+    expect(scatters.ready).toEqual([
+      ready(["blocks.0.fc1.weight", "blocks.0.fc1.bias", "blocks.0.norm.weight"]),
+      ready(["head.weight"]),
+    ]);
+    expect(scatters.ready[1]).toBeLessThan(scatters.ready[0]);
+    expect(scatters.ready[1]).toBeLessThan(e.gradientPlan.plan.launches.length - 1);
+    expect(scatters.lastIssued).toEqual([
+      { unit: 1, afterLaunch: scatters.ready[1] },
+      { unit: 0, afterLaunch: scatters.ready[0] },
+    ]);
+  });
+});
+
 describe("hsdp on devices: sharded inside a node, replicated across nodes", () => {
   it("4 ranks as 2 nodes x 2 train like one process (f32), and shard over the node only", async () => {
     const graph = regressionGraph(false);
