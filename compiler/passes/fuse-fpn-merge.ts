@@ -54,7 +54,10 @@ function matchAt(v: GraphView, up: Node): Replacement | undefined {
   return {
     root: add.id,
     interior,
-    emit: (g, value) => g.add("fpnMerge", [x, w, up.inputs[0], ...optional].map(value), attrs, add.loc, add.scope).id,
+    // The lateral conv's scope: the merge is mostly that block's work, and keeping its module path
+    // keeps its checkpoint unit (decoder.lateral.N), so `ptc train --checkpoint` selects the same
+    // blocks fused or not.
+    emit: (g, value) => g.add("fpnMerge", [x, w, up.inputs[0], ...optional].map(value), attrs, add.loc, conv.scope).id,
   };
 }
 

@@ -25,7 +25,7 @@ import { launchTraining } from "./launch.ts";
 import { formatDuration, stderrProgress } from "./progress.ts";
 import { parseCheckpointFlag, recomputePredicate } from "./recompute.ts";
 import { defaultWarmup, FINETUNE_LR, PAPER_MIN_LR } from "./schedule.ts";
-import { type RunConfig, type TrainHooks, TrainingDiverged, train } from "./trainer.ts";
+import { describeFusions, type RunConfig, type TrainHooks, TrainingDiverged, train, trainingForward } from "./trainer.ts";
 
 /** Default base LR of a run from scratch (the paper gives none for pre-training; SimMIM's Swin recipe is of this order). */
 export const PRETRAIN_LR = 5e-4;
@@ -65,6 +65,8 @@ interface TrainFlags {
   shardSize?: number;
   collectiveTimeout: number;
   checkpoint?: string[];
+  /** false with --no-fuse. */
+  fuse: boolean;
 }
 
 function parseCount(flag: string) {
@@ -127,6 +129,8 @@ const FLAG_OF: Record<string, string> = {
   seed: "--seed",
   imageSize: "--image-size",
   init: "--init",
+  // Fused and unfused steps round differently: a resumed run keeps its choice.
+  fuse: "--no-fuse",
 };
 
 /** Where this process sits in a job (world 1 for a single process). */
@@ -188,18 +192,21 @@ function freshRun(
     strategy: strategyOf(flags),
     shardSize: flags.shardSize ?? (placement.world > 1 ? placement.localWorld : null),
     checkpoint: flags.checkpoint ?? null,
+    fuse: flags.fuse,
   };
 }
 
 /** The checkpoint's run, with the flags a resumed run may change; other flags must agree. */
 function resumedRun(
-  saved: RunConfig,
+  stored: RunConfig,
   flags: TrainFlags,
   given: (key: keyof TrainFlags) => boolean,
   resumeDir: string,
   workers: number,
   placement: Placement,
 ): RunConfig {
+  // Checkpoints from before fusion in training have no `fuse`: they trained the unfused graph.
+  const saved: RunConfig = { ...stored, fuse: stored.fuse ?? false };
   for (const [key, flag] of Object.entries(FLAG_OF)) {
     if (!given(key as keyof TrainFlags)) continue;
     const mine = JSON.stringify((flags as unknown as Record<string, unknown>)[key] ?? null);
@@ -369,7 +376,7 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
         training: true,
         imageSize: run.imageSize ?? undefined,
       });
-      recomputePredicate(traced.graph, run.checkpoint);
+      recomputePredicate(trainingForward(traced.graph, run.fuse === true).graph, run.checkpoint);
     }
     const args = process.argv.slice(2);
     const code = await launchTraining(flags as Required<TrainFlags>, flags.typecheck ? [...args, "--no-typecheck"] : args);
@@ -447,7 +454,8 @@ async function trainAction(file: string, flags: TrainFlags, cmd: Command): Promi
       const lines = [
         `${r.interrupted ? "interrupted" : "trained"} ${r.records.length} steps (to step ${r.step}/${run.steps}) in ${formatDuration((performance.now() - t0) / 1000)}: ` +
           `loss ${first.toFixed(4)} -> ${last.toFixed(4)} (mean of the first and last ${Math.min(10, losses.length)} steps), ` +
-          `${r.imagesPerSec.toFixed(2)} images/s, data wait ${(r.dataWaitMs / 1000).toFixed(1)} s`,
+          `${r.imagesPerSec.toFixed(2)} images/s, data wait ${(r.dataWaitMs / 1000).toFixed(1)} s; ` +
+          (r.fusions ? `fused: ${describeFusions(r.fusions)}` : "unfused"),
         `skipped ${r.skippedSteps} non-finite step(s); ${skippedNow} unreadable image(s)` +
           (r.skippedSamples.length
             ? `: ${r.skippedSamples
@@ -511,6 +519,10 @@ export function registerTrainCommand(program: Command): void {
       "activation checkpointing: recompute these blocks' forward in the backward (module paths, e.g. stages.2,stages.3; all)",
       parseCheckpointFlag,
     )
+    .option(
+      "--no-fuse",
+      "train the unfused graph (default: fused window attention, FPN merge and cross-attention, as ptc build/run)",
+    )
     .option("--ckpt-dir <dir>", "checkpoint folder (default dist/runs/<model>-<config>[-<task>])")
     .option("--ckpt-every <n>", "checkpoint every n steps (0: only at the end and on Ctrl-C)", parseCount("--ckpt-every"), 1000)
     .option("--keep <n>", "checkpoints to keep", parsePositiveInt("--keep"), 3)
@@ -560,6 +572,10 @@ gradients are reduced over NCCL (--strategy ddp, zero1, zero2 or hsdp; zero3: cp
 Activation checkpointing: --checkpoint stages.2,stages.3 recomputes those blocks' forward during
 the backward instead of keeping their activations (same gradients, less memory, one more forward
 of those blocks); --checkpoint all does it for every block.
+
+Fusion: the step trains the fused forward (window attention, FPN merge, cross-attention: one op
+each, with their own gradients), as ptc build and ptc run; --no-fuse trains the graph as traced.
+A resumed run keeps the choice its checkpoint was made with (older checkpoints: unfused).
 
 Examples:
   ptc train model/perceptnet.ts --config xxs --steps 200                 SimMIM pre-training on synthetic data

@@ -10,7 +10,8 @@
 
 import { adamwParams } from "../../compiler/autodiff/index.ts";
 import { type ModelDefinition, type TracedModel, traceModel } from "../../compiler/dsl/model.ts";
-import { formatShape, UserError } from "../../compiler/ir/index.ts";
+import { formatShape, type Graph, UserError } from "../../compiler/ir/index.ts";
+import { type FusionCounts, fuse } from "../../compiler/passes/index.ts";
 import { hashString, initParams, mix32 } from "../cpu/index.ts";
 import type { HostTensor } from "../cpu/tensor.ts";
 import { DataLoader, type SkippedSample } from "../data/loader.ts";
@@ -76,6 +77,12 @@ export interface RunConfig {
   readonly device?: TrainDevice | null;
   /** --checkpoint: module-scope prefixes of the blocks whose activations the backward recomputes. */
   readonly checkpoint?: readonly string[] | null;
+  /**
+   * Train the fused forward (compiler/passes' fuse: window attention, FPN merge, cross-attention);
+   * `ptc train` sets it (false with --no-fuse). Missing (checkpoints from before fusion in
+   * training, RunConfigs built by hand): the unfused graph, so such a run resumes as it ran.
+   */
+  readonly fuse?: boolean;
 }
 
 export interface TrainHooks {
@@ -136,6 +143,8 @@ export interface TrainResult {
   readonly dataWaitMs: number;
   readonly init: InitReport | undefined;
   readonly traced: TracedModel;
+  /** What fusion replaced in the trained forward; null when the run trains unfused. */
+  readonly fusions: FusionCounts | null;
   readonly source: string;
 }
 
@@ -181,6 +190,36 @@ function checkResumeTensors(resume: Checkpoint, params: readonly { name: string;
     throw new UserError(`the checkpoint does not fit this model: ${problems.slice(0, 5).join("; ")}`, resume.dir);
 }
 
+/**
+ * The forward graph a run trains: the traced one, fused unless the run says otherwise. Fusion keeps
+ * every parameter (same names and shapes: checkpoints of fused and unfused runs load into each
+ * other) and the module scope of the blocks it rewrites (the fused nodes stay in their
+ * checkpoint unit, so --checkpoint selects the same blocks).
+ */
+export function trainingForward(graph: Graph, fused: boolean): { graph: Graph; fusions: FusionCounts | null } {
+  if (!fused) return { graph, fusions: null };
+  const r = fuse(graph);
+  const names = (g: Graph) =>
+    g
+      .params()
+      .map((p) => `${String(p.attrs.name)}${formatShape(p.shape)}`)
+      .sort()
+      .join();
+  // An invariant of the passes, not a user error: a lost parameter would change the checkpoints.
+  if (names(r.graph) !== names(graph)) throw new Error("fusion changed the parameters of the training forward");
+  return { graph: r.graph, fusions: r.counts };
+}
+
+/** "8 window attention, 3 FPN merges, 3 cross-attention" (or "none"). */
+export function describeFusions(c: FusionCounts): string {
+  const parts = [
+    c.windowAttention ? `${c.windowAttention} window attention` : "",
+    c.fpnMerge ? `${c.fpnMerge} FPN merge${c.fpnMerge === 1 ? "" : "s"}` : "",
+    c.crossAttention ? `${c.crossAttention} cross-attention` : "",
+  ].filter(Boolean);
+  return parts.length ? parts.join(", ") : "none";
+}
+
 export async function train(ctx: TrainContext): Promise<TrainResult> {
   const { run, definition: def } = ctx;
   const world = ctx.distributed?.world.size ?? 1;
@@ -192,7 +231,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const executor: Executor | undefined = world === 1 ? (ctx.executor ?? executorNamed(run.backend)) : undefined;
   // Only rank 0 reports; the others stay quiet unless they fail.
   const progress = lead ? (ctx.progress ?? silentProgress) : silentProgress;
-  const traced = traceModel(def, {
+  const plain = traceModel(def, {
     config: run.config,
     task: run.task ?? undefined,
     batch: run.microBatch,
@@ -200,6 +239,10 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     imageSize: run.imageSize ?? undefined,
     computeDType: run.precision,
   });
+  // Everything below (parameters, gradient graph, recompute units, inputs, the engines) derives
+  // from the forward that is trained: the fused one unless the run says --no-fuse.
+  const forward = trainingForward(plain.graph, run.fuse === true);
+  const traced: TracedModel = { ...plain, graph: forward.graph };
   checkInputs(traced.graph, def);
   const task = dataTaskOf(traced.graph, traced.task);
   const imageNode = traced.graph.inputs().find((n) => n.attrs.name === "image");
@@ -308,6 +351,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       `${run.precision} on ${describeEngine(engine, executor)}; data ${source.describe()}; image ${imageSize[0]}x${imageSize[1]}; ` +
       `global batch ${imagesPerStep} = ${world} x ${run.microBatch} x ${run.accum}; ` +
       (run.checkpoint?.length ? `checkpointing ${run.checkpoint.join(",")}; ` : "") +
+      (forward.fusions ? `fused: ${describeFusions(forward.fusions)}; ` : "unfused; ") +
       `lr ${run.lr} (warmup ${run.warmup}, cosine to ${run.minLr} at step ${run.steps}), wd ${run.weightDecay}${run.clip ? `, clip ${run.clip}` : ""}; ` +
       `checkpoints ${run.ckptDir}${run.ckptEvery ? ` every ${run.ckptEvery}` : " at the end"} (keep ${run.keep})` +
       (resume ? `; resuming at step ${resume.state.step} from ${resume.dir}` : ""),
@@ -471,6 +515,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     dataWaitMs: loader.waitMs,
     init,
     traced,
+    fusions: forward.fusions,
     source: source.describe(),
   };
 }
