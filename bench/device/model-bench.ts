@@ -10,6 +10,10 @@
 //   time     the training step of a bigger config (s) on the device: setup (lowering + JIT), steps/s,
 //            images/s, memory of each plan; with and without CUDA graphs
 //
+// train and time run the forward `ptc train` trains: fused (window attention, FPN merge and
+// cross-attention kernels) by default; `--fuse off` the graph as traced (batched GEMMs + softmax),
+// `--fuse both` each in turn (as `--graphs both`), for the fused/unfused comparison.
+//
 // Run (as run.sh does): node --input-type=module -e 'import{register}from"node:module";
 //   import{pathToFileURL}from"node:url";register("./bin/ts-loader.js",pathToFileURL("./"));
 //   await import("./bench/device/model-bench.ts")' -- --stage forward --device cuda --out f.json
@@ -32,6 +36,7 @@ import { DeviceEngine, type TrainDevice } from "../../runtime/train/device-step.
 import { LocalEngine } from "../../runtime/train/engine.ts";
 import { executorNamed, type TensorMap } from "../../runtime/train/executor.ts";
 import { StepRunner } from "../../runtime/train/step.ts";
+import { trainingForward } from "../../runtime/train/trainer.ts";
 
 interface Args {
   stage: "forward" | "train" | "time";
@@ -43,6 +48,8 @@ interface Args {
   steps: number;
   warmup: number;
   graphs: "off" | "on" | "both";
+  /** train and time: the fused forward (as `ptc train`), the unfused one, or both in turn. */
+  fuse: "off" | "on" | "both";
   out?: string;
 }
 
@@ -56,6 +63,7 @@ function parseArgs(argv: readonly string[]): Args {
     steps: 3,
     warmup: 1,
     graphs: "both",
+    fuse: "on",
   };
   const num = (flag: string, v: string | undefined) => {
     const n = Number(v);
@@ -98,6 +106,10 @@ function parseArgs(argv: readonly string[]): Args {
         if (v !== "off" && v !== "on" && v !== "both") throw new Error(`--graphs: off, on or both, got '${v}'`);
         a.graphs = v;
         break;
+      case "--fuse":
+        if (v !== "off" && v !== "on" && v !== "both") throw new Error(`--fuse: off, on or both, got '${v}'`);
+        a.fuse = v;
+        break;
       case "--out":
         a.out = v;
         break;
@@ -110,6 +122,7 @@ function parseArgs(argv: readonly string[]): Args {
 }
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
+const onOff = (v: "off" | "on" | "both"): boolean[] => (v === "both" ? [true, false] : [v === "on"]);
 const log = (line: string) => process.stderr.write(`[model-bench] ${line}\n`);
 
 function openDevice(kind: TrainDevice): Device {
@@ -197,75 +210,87 @@ async function trainStage(a: Args): Promise<Record<string, unknown>> {
     computeDType: "bf16",
     imageSize: image,
   });
-  const graph = traced.graph;
-  const fresh = initParams(graph, 0);
-  const settings = { weightDecay: 0.05 };
-  const runner = new StepRunner(executorNamed("cpu"), graph, a.accum, settings);
-  const cpu = new LocalEngine(runner, runner.initialState(fresh));
-  let t0 = performance.now();
-  const dev = await DeviceEngine.create(a.device, graph, a.accum, settings, {
-    params: fresh,
-    m: new Map(),
-    v: new Map(),
-    optimizerStep: 0,
-  });
-  const setupSeconds = seconds(t0);
-  const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
-  const steps: Record<string, unknown>[] = [];
-  let ok = true;
-  for (let s = 0; s < a.steps; s++) {
-    const inputs = Array.from({ length: a.accum }, (_, k) => inputsFor(graph, 100 * s + k));
-    const seeds = inputs.map((_, k) => 7 + 100 * s + k);
-    t0 = performance.now();
-    const c = await cpu.step(inputs, seeds, 1e-3, local);
-    const cpuSeconds = seconds(t0);
-    t0 = performance.now();
-    const d = await dev.step(inputs, seeds, 1e-3, local);
-    const deviceSeconds = seconds(t0);
-    // Bounds as test/exec/device-train.test.ts: losses one bf16 ulp, gradient norm 5%.
-    const lossOk = d.losses.every((l, k) => Math.abs(l - c.losses[k]) <= 2 ** -8 * Math.abs(c.losses[k]) + 1e-6);
-    const normRel = Math.abs(d.gradNorm - c.gradNorm) / c.gradNorm;
-    // After the first update the two runs drift apart (bf16, Adam's sign-like first step): only
-    // the first step is held to the bounds; the rest are reported.
-    if (s === 0) ok &&= lossOk && normRel < 0.05 && d.applied === c.applied;
-    steps.push({
-      step: s + 1,
-      cpuLoss: c.loss,
-      deviceLoss: d.loss,
-      cpuGradNorm: c.gradNorm,
-      deviceGradNorm: d.gradNorm,
-      cpuSeconds,
-      deviceSeconds,
-    });
-    log(
-      `step ${s + 1}: loss cpu ${c.loss.toFixed(5)} device ${d.loss.toFixed(5)}; grad norm cpu ${c.gradNorm.toFixed(4)} device ${d.gradNorm.toFixed(4)}; ${cpuSeconds.toFixed(2)} s vs ${deviceSeconds.toFixed(3)} s`,
-    );
-  }
-  const sa = await cpu.state();
-  const sb = await dev.state();
-  let diff = 0;
-  let moved = 0;
-  for (const [name, t] of sa.params) {
-    const u = sb.params.get(name) as HostTensor;
-    const init = fresh.get(name) as HostTensor;
-    for (let i = 0; i < t.data.length; i++) {
-      diff += Math.abs(t.data[i] - u.data[i]);
-      moved += Math.abs(t.data[i] - init.data[i]);
-    }
-  }
-  const result = {
+  const runs: Record<string, unknown>[] = [];
+  const result: Record<string, unknown> = {
     stage: "train",
-    device: dev.device.description,
     config: a.config,
     microBatch: a.microBatch,
     accum: a.accum,
-    setupSeconds,
-    steps,
-    weightsDiffOverUpdate: diff / moved,
-    memory: dev.memory(),
-    ok,
+    runs,
+    ok: true,
   };
-  await dev.dispose();
+  for (const fused of onOff(a.fuse)) {
+    // Both sides train the same forward: the device kernels are checked against the CPU references.
+    const { graph, fusions } = trainingForward(traced.graph, fused);
+    const fresh = initParams(graph, 0);
+    const settings = { weightDecay: 0.05 };
+    const runner = new StepRunner(executorNamed("cpu"), graph, a.accum, settings);
+    const cpu = new LocalEngine(runner, runner.initialState(fresh));
+    let t0 = performance.now();
+    const dev = await DeviceEngine.create(a.device, graph, a.accum, settings, {
+      params: fresh,
+      m: new Map(),
+      v: new Map(),
+      optimizerStep: 0,
+    });
+    const setupSeconds = seconds(t0);
+    const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
+    const steps: Record<string, unknown>[] = [];
+    let ok = true;
+    for (let s = 0; s < a.steps; s++) {
+      const inputs = Array.from({ length: a.accum }, (_, k) => inputsFor(graph, 100 * s + k));
+      const seeds = inputs.map((_, k) => 7 + 100 * s + k);
+      t0 = performance.now();
+      const c = await cpu.step(inputs, seeds, 1e-3, local);
+      const cpuSeconds = seconds(t0);
+      t0 = performance.now();
+      const d = await dev.step(inputs, seeds, 1e-3, local);
+      const deviceSeconds = seconds(t0);
+      // Bounds as test/exec/device-train.test.ts: losses one bf16 ulp, gradient norm 5%.
+      const lossOk = d.losses.every((l, k) => Math.abs(l - c.losses[k]) <= 2 ** -8 * Math.abs(c.losses[k]) + 1e-6);
+      const normRel = Math.abs(d.gradNorm - c.gradNorm) / c.gradNorm;
+      // After the first update the two runs drift apart (bf16, Adam's sign-like first step): only
+      // the first step is held to the bounds; the rest are reported.
+      if (s === 0) ok &&= lossOk && normRel < 0.05 && d.applied === c.applied;
+      steps.push({
+        step: s + 1,
+        cpuLoss: c.loss,
+        deviceLoss: d.loss,
+        cpuGradNorm: c.gradNorm,
+        deviceGradNorm: d.gradNorm,
+        cpuSeconds,
+        deviceSeconds,
+      });
+      log(
+        `${fused ? "fused" : "unfused"} step ${s + 1}: loss cpu ${c.loss.toFixed(5)} device ${d.loss.toFixed(5)}; grad norm cpu ${c.gradNorm.toFixed(4)} device ${d.gradNorm.toFixed(4)}; ${cpuSeconds.toFixed(2)} s vs ${deviceSeconds.toFixed(3)} s`,
+      );
+    }
+    const sa = await cpu.state();
+    const sb = await dev.state();
+    let diff = 0;
+    let moved = 0;
+    for (const [name, t] of sa.params) {
+      const u = sb.params.get(name) as HostTensor;
+      const init = fresh.get(name) as HostTensor;
+      for (let i = 0; i < t.data.length; i++) {
+        diff += Math.abs(t.data[i] - u.data[i]);
+        moved += Math.abs(t.data[i] - init.data[i]);
+      }
+    }
+    result.device = dev.device.description;
+    runs.push({
+      fused,
+      fusions,
+      setupSeconds,
+      steps,
+      weightsDiffOverUpdate: diff / moved,
+      memory: dev.memory(),
+      ok,
+    });
+    result.ok = (result.ok as boolean) && ok;
+    await dev.dispose();
+    partial(a, result); // a stage cut short by its time limit keeps the variants it finished
+  }
   return result;
 }
 
@@ -277,52 +302,12 @@ async function timeStage(a: Args): Promise<Record<string, unknown>> {
     computeDType: "bf16",
     imageSize: image,
   });
-  const graph = traced.graph;
-  const fresh = initParams(graph, 0);
   const variants = a.graphs === "both" ? [false, true] : [a.graphs === "on"];
-  const inputs = Array.from({ length: a.accum }, (_, k) => inputsFor(graph, k));
-  const seeds = inputs.map((_, k) => k + 1);
   const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
   const runs: Record<string, unknown>[] = [];
-  // One device for both variants: the modules JIT-compiled for the first serve the second.
+  // One device for every variant: the modules JIT-compiled for the first serve the others.
   const device = openDevice(a.device);
-  for (const graphs of variants) {
-    let t0 = performance.now();
-    const start = { params: fresh, m: new Map(), v: new Map(), optimizerStep: 0 };
-    const dev = await DeviceEngine.create(a.device, graph, a.accum, { weightDecay: 0.05 }, start, { graphs, device });
-    const setupSeconds = seconds(t0);
-    t0 = performance.now();
-    const first = await dev.step(inputs, seeds, 1e-4, local);
-    const firstStepSeconds = seconds(t0);
-    for (let i = 0; i < a.warmup; i++) await dev.step(inputs, seeds, 1e-4, local);
-    const times: number[] = [];
-    let last = first;
-    for (let i = 0; i < a.steps; i++) {
-      t0 = performance.now();
-      last = await dev.step(inputs, seeds, 1e-4, local);
-      times.push(seconds(t0));
-    }
-    const stepSeconds = median(times);
-    const images = a.microBatch * a.accum;
-    const run = {
-      cudaGraphs: graphs,
-      setupSeconds,
-      firstStepSeconds,
-      stepMs: stepSeconds * 1e3,
-      imagesPerSecond: images / stepSeconds,
-      firstLoss: first.loss,
-      lastLoss: last.loss,
-      memory: dev.memory(),
-      reservedBytes: dev.device.memoryStats().peakReservedBytes,
-    };
-    log(
-      `${a.config} step (graphs ${graphs ? "on" : "off"}): ${(stepSeconds * 1e3).toFixed(1)} ms, ${(images / stepSeconds).toFixed(1)} images/s, setup ${setupSeconds.toFixed(1)} s`,
-    );
-    runs.push(run);
-    await dev.dispose();
-  }
-  await device.dispose();
-  return {
+  const result: Record<string, unknown> = {
     stage: "time",
     device: device.description,
     config: a.config,
@@ -332,6 +317,57 @@ async function timeStage(a: Args): Promise<Record<string, unknown>> {
     runs,
     ok: true,
   };
+  // Fused first: it is what `ptc train` runs; the unfused runs are the comparison.
+  for (const fused of onOff(a.fuse)) {
+    const { graph, fusions } = trainingForward(traced.graph, fused);
+    const fresh = initParams(graph, 0);
+    const inputs = Array.from({ length: a.accum }, (_, k) => inputsFor(graph, k));
+    const seeds = inputs.map((_, k) => k + 1);
+    for (const graphs of variants) {
+      let t0 = performance.now();
+      const start = { params: fresh, m: new Map(), v: new Map(), optimizerStep: 0 };
+      const dev = await DeviceEngine.create(a.device, graph, a.accum, { weightDecay: 0.05 }, start, { graphs, device });
+      const setupSeconds = seconds(t0);
+      t0 = performance.now();
+      const first = await dev.step(inputs, seeds, 1e-4, local);
+      const firstStepSeconds = seconds(t0);
+      for (let i = 0; i < a.warmup; i++) await dev.step(inputs, seeds, 1e-4, local);
+      const times: number[] = [];
+      let last = first;
+      for (let i = 0; i < a.steps; i++) {
+        t0 = performance.now();
+        last = await dev.step(inputs, seeds, 1e-4, local);
+        times.push(seconds(t0));
+      }
+      const stepSeconds = median(times);
+      const images = a.microBatch * a.accum;
+      runs.push({
+        fused,
+        fusions,
+        cudaGraphs: graphs,
+        setupSeconds,
+        firstStepSeconds,
+        stepMs: stepSeconds * 1e3,
+        imagesPerSecond: images / stepSeconds,
+        firstLoss: first.loss,
+        lastLoss: last.loss,
+        memory: dev.memory(),
+        reservedBytes: dev.device.memoryStats().peakReservedBytes,
+      });
+      log(
+        `${a.config} step (${fused ? "fused" : "unfused"}, graphs ${graphs ? "on" : "off"}): ${(stepSeconds * 1e3).toFixed(1)} ms, ${(images / stepSeconds).toFixed(1)} images/s, setup ${setupSeconds.toFixed(1)} s`,
+      );
+      await dev.dispose();
+      partial(a, result);
+    }
+  }
+  await device.dispose();
+  return result;
+}
+
+/** Writes what a stage has so far to --out: run.sh's time limit kills the process, not the results. */
+function partial(a: Args, result: Record<string, unknown>): void {
+  if (a.out) writeFileSync(a.out, JSON.stringify({ ...result, partial: true, args: a }, null, 1));
 }
 
 function median(xs: readonly number[]): number {

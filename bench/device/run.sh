@@ -11,7 +11,8 @@
 #               PerceptNet-Large shapes), time and fraction of the copy bandwidth
 #   forward     PerceptNet xxs forward on the GPU vs the CPU backend; CUDA-graph replay
 #   train       xxs training steps on the GPU (`ptc train --device cuda`'s engine) vs the CPU trainer
-#   time-s      the `s` config's training step on the GPU (bf16, f32 masters), CUDA graphs off/on
+#   time-s      the `s` config's training step on the GPU (bf16, f32 masters), fused and unfused
+#               (--fuse both), CUDA graphs off/on
 #   torch-eager the same step in PyTorch eager (bench/device/perceptnet_torch.py)
 #   kernels     bench/device/kernels.py: ptc's kernels vs torch's ops
 #   torch-compile  the PyTorch step under torch.compile (its compile time counts; skipped with a
@@ -123,7 +124,7 @@ else
 fi
 stage forward 90 20 "${TS[@]}" ./bench/device/model-bench.ts --stage forward --device $DEV "${FWD[@]}" --out "$OUT/forward.json"
 stage train 100 20 "${TS[@]}" ./bench/device/model-bench.ts --stage train --device $DEV "${TRAIN[@]}" --out "$OUT/train.json"
-stage time-s 110 30 "${TS[@]}" ./bench/device/model-bench.ts --stage time --device $DEV "${TIME[@]}" --graphs both --out "$OUT/time.json"
+stage time-s 110 30 "${TS[@]}" ./bench/device/model-bench.ts --stage time --device $DEV "${TIME[@]}" --graphs both --fuse both --out "$OUT/time.json"
 stage torch-eager 60 15 "$PY" bench/device/perceptnet_torch.py "${TORCH[@]}" --mode eager --out "$OUT/torch-eager.json"
 if [ "$DRY" = 1 ]; then
   # kernels.py needs a GPU: here only its syntax and its argument handling.

@@ -60,6 +60,15 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+def fusion_label(run):
+    """'fused (8 window attention, 3 FPN merges, 3 cross-attention)' or 'unfused'."""
+    if not run.get("fused"):
+        return "unfused"
+    c = run.get("fusions") or {}
+    parts = [f"{c[k]} {name}" for k, name in (("windowAttention", "window attention"), ("fpnMerge", "FPN merges"), ("crossAttention", "cross-attention")) if c.get(k)]
+    return "fused (" + ", ".join(parts) + ")" if parts else "fused"
+
+
 def attention_section(a):
     """bench/device/attention.py: per case, errors and each method's times and share of copy bandwidth."""
     if not a:
@@ -139,14 +148,18 @@ def main(out):
         md += ["## xxs training (bf16 compute, f32 masters): device engine vs CPU trainer", ""]
         if "error" in t:
             md += ["```", t["error"][:2000], "```", ""]
-        else:
+        # One run per --fuse variant (fused: the forward `ptc train` trains); older files: one unfused run.
+        for run in t.get("runs") or ([{**t, "fused": False}] if "steps" in t else []):
+            md += [f"### {fusion_label(run)}", ""]
             md.append(
                 table(
                     ["step", "loss cpu", "loss device", "grad norm cpu", "grad norm device", "cpu s", "device s"],
-                    [[s["step"], s["cpuLoss"], s["deviceLoss"], s["cpuGradNorm"], s["deviceGradNorm"], s["cpuSeconds"], s["deviceSeconds"]] for s in t["steps"]],
+                    [[s["step"], s["cpuLoss"], s["deviceLoss"], s["cpuGradNorm"], s["deviceGradNorm"], s["cpuSeconds"], s["deviceSeconds"]] for s in run["steps"]],
                 )
             )
-            md += ["", f"setup {fmt(t.get('setupSeconds'))} s; weights: sum |cpu - device| / sum |update| = {fmt(t.get('weightsDiffOverUpdate'))}; first step within bounds: {fmt(t.get('ok'))}", ""]
+            md += ["", f"setup {fmt(run.get('setupSeconds'))} s; weights: sum |cpu - device| / sum |update| = {fmt(run.get('weightsDiffOverUpdate'))}; first step within bounds: {fmt(run.get('ok'))}", ""]
+        if t.get("partial"):
+            md += ["(partial: the stage hit its time limit after these runs)", ""]
 
     tm, te, tc = r["time"], r["torchEager"], r["torchCompile"]
     if tm or te or tc:
@@ -155,12 +168,23 @@ def main(out):
         rows = []
         # Ratios per image (the two sides may run other batch sizes): eager's images/s over ours.
         base = te.get("imagesPerSecond") if te and "imagesPerSecond" in te else None
+        speedups = []
         if tm and "runs" in tm:
             for run in tm["runs"]:
-                label = f"ptc (CUDA graphs {'on' if run['cudaGraphs'] else 'off'})"
+                # Files from before --fuse timed the unfused graph.
+                label = f"ptc, {'fused' if run.get('fused') else 'unfused'} (CUDA graphs {'on' if run['cudaGraphs'] else 'off'})"
                 ratio = base / run["imagesPerSecond"] if base else None
                 rows.append([label, run["stepMs"], run["imagesPerSecond"], ratio, run["setupSeconds"], run.get("reservedBytes")])
-            md += [f"ptc: micro-batch {tm.get('microBatch')} x accum {tm.get('accum')}, image {tm.get('image')}, bf16 compute, f32 masters", ""]
+            # Fusion's effect, at the same CUDA-graph setting in the same process.
+            for graphs in (False, True):
+                pair = {bool(x.get("fused")): x for x in tm["runs"] if x["cudaGraphs"] == graphs}
+                if True in pair and False in pair:
+                    speedups.append(
+                        f"CUDA graphs {'on' if graphs else 'off'}: unfused {fmt(pair[False]['stepMs'])} ms / fused {fmt(pair[True]['stepMs'])} ms = "
+                        f"{fmt(pair[False]['stepMs'] / pair[True]['stepMs'])}x; first loss fused {fmt(pair[True].get('firstLoss'), 6)}, unfused {fmt(pair[False].get('firstLoss'), 6)}"
+                    )
+            fusions = next((x.get("fusions") for x in tm["runs"] if x.get("fusions")), None)
+            md += [f"ptc: micro-batch {tm.get('microBatch')} x accum {tm.get('accum')}, image {tm.get('image')}, bf16 compute, f32 masters" + (f"; {fusion_label({'fused': True, 'fusions': fusions})}" if fusions else ""), ""]
         elif tm:
             rows.append(["ptc", None, None, None, None, tm.get("error", "")[:200]])
         for name, res in (("torch eager", te), ("torch.compile", tc)):
@@ -168,6 +192,10 @@ def main(out):
                 ratio = base / res["imagesPerSecond"] if base else None
                 rows.append([name, res["stepMs"], res["imagesPerSecond"], ratio, res.get("firstStepSeconds"), res.get("peakMemoryBytes")])
         md.append(table(["", "step ms", "images/s", "time per image / eager's", "setup or first step s", "memory bytes"], rows))
+        if speedups:
+            md += ["", "Fusion (step time without / with the fused kernels): " + "; ".join(speedups)]
+        if tm and tm.get("partial"):
+            md += ["", "(ptc: partial, the stage hit its time limit after these runs)"]
         if te:
             md += ["", f"PyTorch parameters {te.get('params')} (ptc: {te.get('expectParams')}), batch {te.get('batch')}, {te.get('image')} px, {te.get('device')}"]
         md.append("")

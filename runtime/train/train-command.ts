@@ -566,7 +566,7 @@ LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT); a process started with 
 (torchrun) or by srun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) joins as one rank. Global batch =
 ranks x micro-batch x accum; rank 0 logs and writes checkpoints (full tensors: resume with any
 world size or strategy). With --device each rank trains on its own device (GPU LOCAL_RANK) and the
-gradients are reduced over NCCL (--strategy ddp, zero1, zero2 or hsdp; zero3: cpu backend only);
+gradients are reduced over NCCL (--strategy ddp, zero1, zero2, zero3 or hsdp);
 --device ptx-emu stages the collectives through the host (a test path).
 
 Activation checkpointing: --checkpoint stages.2,stages.3 recomputes those blocks' forward during
