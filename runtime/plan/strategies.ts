@@ -6,8 +6,9 @@
 // bf16 (2 B/param: the sharded strategies all-gather the master shards cast to bf16).
 // hsdp is planned as the GPU runtime runs it: ZeRO-2 inside a node (the full bf16 replica, f32
 // master, gradient and optimizer shards), the gradient shards all-reduced across nodes once per
-// step. zero3 is planned as FSDP runs it (parameters gathered per block); on GPUs it does not run
-// yet (the cpu backend runs it).
+// step. zero3: parameters gathered per block in bf16, for the forward and again for the backward.
+// Gradient memory is FSDP's (the shard + one unit): ptc's device runtime still holds one
+// micro-batch's full f32 gradients in the gradient plan's arena (the plan's assumptions say so).
 
 import type { ModelProfile } from "./profile.ts";
 

@@ -8,30 +8,29 @@
 //
 // The trained parameters live in a FlatLayout (runtime/parallel) aligned to 64 elements, so every
 // parameter, unit shard and shard run starts 256-byte aligned and can be bound to a plan directly:
-//   ddp    one unit, not sharded; the f32 masters are the weights the gradient plan reads. Gradients
-//          are summed into one flat buffer bucket by bucket (device-buckets.ts); on the last
-//          micro-batch each bucket is all-reduced where it is ready. The single-process AdamW plan
-//          (clipping inside) then runs on every rank.
-//   zero1  units = blocks (blockUnitOf), sharded over the world: full gradient sums, one
-//          reduce-scatter per unit after the last micro-batch (device-shards.ts); the f32 master and
-//          m/v shards are updated here and all-gathered into the weights replica.
+//   ddp    one unit, not sharded; the f32 masters are what the gradient plan reads. Gradients are
+//          summed bucket by bucket (device-buckets.ts), the last micro-batch's buckets all-reduced
+//          where ready; every rank runs the single-process AdamW plan (clipping inside).
+//   zero1  units = blocks (blockUnitOf), sharded over the world: full sums reduce-scattered per unit
+//          after the last micro-batch (device-shards.ts); master and m/v shards updated here
+//          (device-adamw.ts) and all-gathered into the weights replica.
 //   zero2  each micro-batch's units reduce-scattered where ready; only the shard is summed.
+//   zero3  zero2's gradients; no replica: each block's parameters are bound into one of two gather
+//          slots and all-gathered per use, in the forward and again in the backward, the root unit
+//          resident (device-zero3.ts).
 //   hsdp   zero2 inside each shard group (one node's ranks); the summed shard all-reduced across
 //          the replica group once per step (device-hsdp.ts).
 // Sharded clipping: a plan sums the squares of the scaled gradient shard, the shard group's partial
 // sums are added on the host, and the update runs with gradScale = scale x clip. Gradients are
 // reduced in f32 (a bf16 sum would round the partial sums to 8 bits). Where the gradient graph reads
-// every trained parameter only through a cast to bf16 (`--precision bf16`) the sharded replica is
-// bf16: the master shard is cast by a plan and all-gathered as bf16, the same bits as the casts.
+// every trained parameter only through a cast to bf16 (`--precision bf16`) the sharded replica (and
+// zero3's gathers) are bf16: the master shard is cast by a plan and all-gathered as bf16, the same
+// bits as the casts.
 //
-// Not on devices yet: ZeRO-3 (`--strategy zero3`, the cpu backend runs it). It needs the replica
-// replaced by per-block gather slots: each unit's parameters bound into one of a few slots, an
-// all-gather of the unit's (bf16) shard issued (fork) after the slot's previous unit's last reading
-// launch and joined before the unit's first reading launch, in the forward and again in the
-// backward (the plan's `reads` give both windows), no refresh after the update; and, for its memory
-// to pay off, gradient outputs that do not all stay live to the plan's end (compiler/lower's memory
-// plan keeps outputs live to the end, so every strategy here still holds one micro-batch's full
-// f32 gradients in the gradient plan's arena).
+// What remains: the gradient plan's outputs (every f32 gradient) stay live to its end (the memory
+// plan keeps outputs to the end), so every strategy holds one micro-batch's full f32 gradients in
+// that arena; zero2/zero3/hsdp shard the sums, not those. Freeing them at their hook needs outputs
+// whose live range ends at a given launch. hsdp is zero2 inside a node (the CPU's is ZeRO-3 there).
 
 import { type AdamWParam, adamwNames, adamwParams, decayExcluded, gradName } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
@@ -58,7 +57,9 @@ import {
   type DeviceParallelMemory,
   type DeviceParallelOptions,
   type DeviceStrategy,
+  type InitialState as Initial,
 } from "./device-strategies.ts";
+import { GatheredParams, mergeHooks, type Residency } from "./device-zero3.ts";
 import { type LocalStepInfo, type StepEngine, type StepOutcome, shareStep } from "./engine.ts";
 import type { TensorMap } from "./executor.ts";
 import { gradGraphOf, type OptimizerSettings, type OptimizerState } from "./step.ts";
@@ -71,13 +72,6 @@ export {
   type DeviceParallelOptions,
   type DeviceStrategy,
 } from "./device-strategies.ts";
-
-interface Initial {
-  params: ReadonlyMap<string, HostTensor>;
-  m: ReadonlyMap<string, HostTensor>;
-  v: ReadonlyMap<string, HostTensor>;
-  optimizerStep: number;
-}
 
 const F32 = 4;
 
@@ -123,6 +117,9 @@ export class DeviceDataParallelEngine implements StepEngine {
   private v!: DeviceAddress;
   private gradShard!: DeviceAddress;
   private sum: DeviceAddress | undefined;
+  /** zero3: the gather slots, and the shard they are gathered from (the master or its bf16 cast). */
+  private gathered: GatheredParams | undefined;
+  private gatherSource!: DeviceAddress;
   private staging: DeviceAddress | undefined;
   private gradPlan!: PlanExecutor;
   /** ddp: gradients collected and reduced bucket by bucket during the backward. */
@@ -196,7 +193,7 @@ export class DeviceDataParallelEngine implements StepEngine {
 
   /** zero2 / hsdp: gradients reduce-scattered after each micro-batch; only the shard is summed. */
   private get scattersEachMicroBatch(): boolean {
-    return this.strategy === "zero2" || this.strategy === "hsdp";
+    return this.strategy !== "ddp" && this.strategy !== "zero1";
   }
 
   /** This rank's shard index in its shard group (ddp: the one unsharded "shard"). */
@@ -220,7 +217,10 @@ export class DeviceDataParallelEngine implements StepEngine {
     const L = this.layout;
     const full = L.paddedNumel;
     const poison = this.device.kind === "ptx-emu";
-    this.replica = this.alloc(full * this.replicaBytesPerElement);
+    const gradPlanData = lowerGraph(gradGraph);
+    // zero3: per-block gather slots in place of the replica (device-zero3.ts).
+    if (this.strategy === "zero3") this.gathered = GatheredParams.place(gradPlanData, L, this.replicaDtype, (n) => this.alloc(n));
+    else this.replica = this.alloc(full * this.replicaBytesPerElement);
     this.master = this.sharded ? this.alloc(L.shardNumel * F32) : this.replica;
     this.m = this.alloc(L.shardNumel * F32);
     this.v = this.alloc(L.shardNumel * F32);
@@ -233,13 +233,13 @@ export class DeviceDataParallelEngine implements StepEngine {
       this.gradShard = this.sum;
     }
 
-    // The gradient plan reads the replica in place.
-    const gradPlanData = lowerGraph(gradGraph);
+    // The gradient plan reads the replica (zero3: the slots) in place.
     const bindParams = new Map<string, DeviceAddress>();
     for (const name of Object.keys(gradPlanData.params)) {
       if (!this.params.some((p) => p.name === name))
         throw new Error(`device data parallel: the gradient plan has parameter ${name}, which AdamW does not train`);
-      bindParams.set(name, fullAddress(this.layout, this.replica, name, this.replicaBytesPerElement));
+      const gathered = this.gathered?.paramAddress(name);
+      bindParams.set(name, gathered ?? fullAddress(this.layout, this.replica, name, this.replicaBytesPerElement));
     }
     this.gradPlan = await PlanExecutor.load(this.device, gradPlanData, {
       label: "grad",
@@ -327,6 +327,10 @@ export class DeviceDataParallelEngine implements StepEngine {
       await this.castShard.launchAll();
       source = this.castShard.addressOf("outputs", "y");
     }
+    if (this.gathered) {
+      this.gatherSource = source; // the blocks are gathered from it during the next gradient plan runs
+      return this.gathered.refreshResident(this.shardGroup, source);
+    }
     for (const u of L.units) {
       await this.shardGroup.allGather(
         this.buffer(offsetAddress(source, u.localOffset * eb), u.shardNumel, this.replicaDtype),
@@ -343,7 +347,11 @@ export class DeviceDataParallelEngine implements StepEngine {
   get description(): string {
     const via = this.comm.world instanceof StagedCollectives ? "collectives staged through the host (test path)" : "NCCL";
     const groups = this.strategy === "hsdp" ? `: shard groups of ${this.shardGroup.size}` : "";
-    const replica = this.sharded ? `, weights replica ${this.replicaDtype}` : "";
+    const replica = !this.sharded
+      ? ""
+      : this.gathered
+        ? `, blocks gathered in ${this.replicaDtype}`
+        : `, weights replica ${this.replicaDtype}`;
     const ranks = `${this.worldSize} rank${this.worldSize === 1 ? "" : "s"}`;
     return `${this.device.description}, ${ranks} (${this.strategy}${groups}${replica}; ${via})`;
   }
@@ -360,7 +368,7 @@ export class DeviceDataParallelEngine implements StepEngine {
     const full = L.paddedNumel;
     const stagingUnit = this.sharded ? Math.max(...L.units.map((u) => u.padded)) * F32 : 0;
     return {
-      replicaBytes: full * this.replicaBytesPerElement,
+      replicaBytes: this.gathered ? this.gathered.bytes : full * this.replicaBytesPerElement,
       masterShardBytes: this.sharded ? L.shardNumel * F32 : 0,
       gradientBytes: this.shardedGrads ? L.shardNumel * F32 + this.shardedGrads.extraGradientBytes : full * F32,
       optimizerBytes: 2 * L.shardNumel * F32,
@@ -387,6 +395,11 @@ export class DeviceDataParallelEngine implements StepEngine {
     return g && this.scattersEachMicroBatch ? { ready: g.unitReady, lastIssued: g.lastIssued } : undefined;
   }
 
+  /** zero3: each block's stays in the gather slots during one run of the gradient plan. */
+  get gatherResidencies(): readonly Residency[] | undefined {
+    return this.gathered?.residencies;
+  }
+
   /** The gradient plan (its launches are what bucket readiness is counted in). */
   get gradientPlan(): PlanExecutor {
     return this.gradPlan;
@@ -402,6 +415,10 @@ export class DeviceDataParallelEngine implements StepEngine {
         // ddp: buckets collected, and on the last micro-batch reduced, inside the backward.
         const reduce = k === K - 1 ? (b: DeviceBucket) => this.reduceBucket(b) : undefined;
         await this.gradPlan.launchAll({ after: this.bucketed.hooks(k, reduce) });
+      } else if (this.gathered) {
+        const gather = this.gathered.hooks(this.comm.groups.shardIssued, this.comm.stream, this.gatherSource);
+        await gather.before();
+        await this.gradPlan.launchAll({ after: mergeHooks(gather.after, this.shardedGrads?.hooks(k)) });
       } else await this.gradPlan.launchAll({ after: this.shardedGrads?.hooks(k) });
       losses.push((await this.gradPlan.readOutput("loss")).data[0]);
       await this.shardedGrads?.collect(k);

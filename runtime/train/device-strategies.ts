@@ -1,13 +1,14 @@
 // What `ptc train --device cuda|ptx-emu` runs with world > 1: the strategies, their options, and the
 // memory report of one rank (runtime/train/device-parallel.ts runs them).
 import { UserError } from "../../compiler/ir/index.ts";
+import type { HostTensor } from "../cpu/tensor.ts";
 import type { TcpStore } from "../cuda/store.ts";
 import type { Device } from "../exec/device.ts";
 import type { PlanExecutor } from "../exec/executor.ts";
 import type { Collectives, HostCollectives } from "../parallel/collectives.ts";
 import type { DeviceBuffer } from "../parallel/nccl-collectives.ts";
 
-export const DEVICE_STRATEGIES = ["ddp", "zero1", "zero2", "hsdp"] as const;
+export const DEVICE_STRATEGIES = ["ddp", "zero1", "zero2", "zero3", "hsdp"] as const;
 export type DeviceStrategy = (typeof DEVICE_STRATEGIES)[number];
 
 /** --strategy with --device: the strategies that run on devices, else the one-line error. */
@@ -60,4 +61,12 @@ export interface DeviceParallelMemory {
   readonly stagingBytes: number;
   /** Each plan's memory (its arena: activations, temporaries, outputs). */
   readonly plans: Record<string, PlanExecutor["memory"]>;
+}
+
+/** Full weights and moments to start from (rank 0's weights win; absent moments start at zero). */
+export interface InitialState {
+  readonly params: ReadonlyMap<string, HostTensor>;
+  readonly m: ReadonlyMap<string, HostTensor>;
+  readonly v: ReadonlyMap<string, HostTensor>;
+  readonly optimizerStep: number;
 }

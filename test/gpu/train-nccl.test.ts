@@ -47,7 +47,7 @@ describe.skipIf(!usable)("DeviceDataParallelEngine over NCCL, one rank on one GP
   });
 
   for (const bf16 of [false, true]) {
-    for (const strategy of ["ddp", "zero1", "zero2", "hsdp"] as const satisfies readonly DeviceStrategy[]) {
+    for (const strategy of ["ddp", "zero1", "zero2", "zero3", "hsdp"] as const satisfies readonly DeviceStrategy[]) {
       it(`${strategy}, ${bf16 ? "bf16 compute (bf16 replica under ZeRO)" : "f32"}: 3 steps x 3 micro-batches like DeviceEngine`, async () => {
         const graph = regressionGraph(bf16);
         const start = () => ({ params: initParams(graph, 3), m: new Map(), v: new Map(), optimizerStep: 0 });
