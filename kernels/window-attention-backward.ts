@@ -13,12 +13,14 @@
 //    blocks: dV = P^T dO, dK = dS^T Q, and the padding tokens' dk/dv for the pad value's gradient.
 //
 // The table gradient is a sum over every window of dS by relative offset. It is made deterministic
-// (no atomics): the second pass walks the keys one window row at a time, so within a (query tile,
-// key row) block the offset's dy is fixed per query and dx = tx_i - tx_j; each warp stages its dS
-// block in shared memory and lane dx + M - 1 adds the block's entries with that dx into the warp's
-// bins, which only that lane touches. At the end the CTA sums its warps' bins in a fixed order into
-// its row of `paramGrad` [windows, (2M-1)^2 (+1 for the scale), heads]; compiler/lower then reduces
-// the windows with a column reduction (kernels/reduce.ts), also in a fixed order.
+// (no atomics): the second pass walks the keys in blocks of 16 (as the first); each warp stages its
+// dS block in shared memory, then lane l adds key l % 16's entries, one query per step, into its
+// half-warp's copy of the group's bins. A step's 16 (query, key) pairs have 16 distinct offsets, and
+// CTA barriers separate the steps, so every bin is summed in a fixed order. At the end the CTA sums
+// its bins in a fixed order into its row of `paramGrad` [windows, (2M-1)^2 (+1 for the scale),
+// heads]; compiler/lower then reduces the windows with a column reduction (kernels/reduce.ts), also
+// in a fixed order. (Walking the keys a window row at a time, lane per dx, cost 7/4 more key blocks
+// at M = 7 and ~10x the binning instructions.)
 
 import {
   cast,
@@ -231,6 +233,10 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
   const rounds = Math.ceil(tiles / groups);
   const T = (2 * M - 1) ** 2;
   const binRows = paramGradRows(M, cosine);
+  // A copy of the bins per half-warp (binBlock) where shared memory allows: sQ, sDO (groups stages),
+  // sK, sV (2), the dS staging tiles, the table and the bins under sm_80's 48 KB of static shared memory.
+  const fixedShared = (2 * groups + 4) * 16 * d * 2 + groups * 1024 + T * 4 + 256;
+  const halves = fixedShared + groups * 2 * binRows * 4 <= 48 * 1024 ? 2 : 1;
   if (2 * M - 1 > 32) throw new Error(`windowAttentionBackwardQ: window ${M} > 16 (a lane per dx)`);
   return defineKernel(
     {
@@ -253,8 +259,8 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
       const sK = k.sharedTile("k", "bf16", 16, d, { stages: 2 });
       const sV = k.sharedTile("v", "bf16", 16, d, { stages: 2 });
       const staged = k.sharedArray("dS", "f32", groups * 256);
-      const bins = k.sharedArray("bins", "f32", groups * binRows);
-      k.for(k.tid, groups * binRows, (i) => k.storeShared(bins, i, f32(0)), { step: k.threads, name: "clearBin" });
+      const bins = k.sharedArray("bins", "f32", groups * halves * binRows);
+      k.for(k.tid, groups * halves * binRows, (i) => k.storeShared(bins, i, f32(0)), { step: k.threads, name: "clearBin" });
 
       const q = Array.from({ length: chunks }, (_, i) => k.regTile(`q${i}`, "bf16", 16, 16));
       // dO stays in registers up to d = 64; past that it is re-read from shared memory per key block.
@@ -313,9 +319,9 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
           return select(keyOk(m.col), logit.add(bias).add(mask).mul(Math.LOG2E), f32(Number.NEGATIVE_INFINITY));
         });
       };
-      const copyRowKV = (ty: Expr<"i32">, stage: Expr<"i32">) => {
-        copyTokens(k, sK, stage, p.qkv, 1, copy, (r) => ty.mul(M).add(select(r.lt(M), r, i32(M * M))));
-        copyTokens(k, sV, stage, p.qkv, 2, copy, (r) => ty.mul(M).add(select(r.lt(M), r, i32(M * M))));
+      const copyKV = (blk: Expr<"i32">, stage: Expr<"i32">) => {
+        copyTokens(k, sK, stage, p.qkv, 1, copy, (r) => blk.mul(16).add(r));
+        copyTokens(k, sV, stage, p.qkv, 2, copy, (r) => blk.mul(16).add(r));
       };
 
       k.for(
@@ -393,7 +399,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
             { name: "statsBlock" },
           );
 
-          copyRowKV(i32(0), i32(0));
+          copyKV(i32(0), i32(0));
           k.commitGroup();
           k.if(active, () => {
             k.map(runMax, (m) => m.x.add(log2(m.vec(runSum)))); // L, in the log2 domain
@@ -421,18 +427,19 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
           k.waitGroup(0);
           k.sync();
 
-          // Pass 2, one window row of keys at a time: dS = P (dO V^T - delta); dq += dS K (this warp's
-          // channel slice); dS staged for the table gradient's bins.
+          // Pass 2, per block of 16 keys: dS = P (dO V^T - delta); dq += dS K (this warp's channel
+          // slice); dS staged for the table gradient's bins.
           k.for(
             0,
-            M,
-            (ty) => {
-              const stage = k.let(ty.and(1), "stage");
-              k.if(ty.add(1).lt(M), () => copyRowKV(ty.add(1), stage.xor(1)));
+            tiles,
+            (blk) => {
+              const stage = k.let(blk.and(1), "stage");
+              k.if(blk.add(1).lt(tiles), () => copyKV(blk.add(1), stage.xor(1)));
               k.commitGroup();
-              const key = (r: Expr<"i32">) => ty.mul(M).add(r);
+              const kb = k.let(blk.mul(16), "firstKey");
+              const key = (r: Expr<"i32">) => kb.add(r);
               k.if(active, () => {
-                logits(stage, key, (r) => r.lt(M));
+                logits(stage, key, (r) => key(r).lt(N));
                 k.map(s, (m) => exp2(m.x.sub(m.vec(runMax))));
                 k.fill(dp, 0);
                 for (let i = 0; i < chunks; i++) {
@@ -456,7 +463,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
                   k.map(dotSum, (m) => m.x.add(m.vec(blockSum)));
                   k.map(db, (m) => m.tile(dp).mul(kInv(m)));
                 } else k.map(db, (m) => m.tile(dp));
-                k.map(kcSource, (m) => select(m.row.lt(M), tokenSource(geo, at, M, key(m.row)), f32(-2)));
+                k.map(kcSource, (m) => tokenSource(geo, at, M, key(m.row)));
                 for (let i = 0; i < outChunks; i++) {
                   k.loadTile(kc, sK, { col0: b.slice.add(i * 16), stage });
                   if (padInput) withPadRows(k, kc, kcSource, p.padValue, 1, C, b.headChannel.add(b.slice).add(i * 16));
@@ -465,11 +472,11 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
                 k.if(b.slice.eq(0), () => k.storeTile(stageView(k, staged, b.group), dp, 0, 0));
               });
               k.sync();
-              k.if(active.and(b.slice.eq(0)), () => binRow(k, staged, bins, b.group, binRows, q0, ty, M));
+              binBlock(k, staged, bins, b.group, binRows, halves, q0, kb, M, active.and(b.slice.eq(0)));
               k.waitGroup(0);
               k.sync();
             },
-            { name: "keyRow" },
+            { name: "keyBlock" },
           );
 
           k.if(active, () => {
@@ -491,7 +498,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
             k.if(active.and(b.slice.eq(0)).and(k.lane.eq(0)), () => {
               let sum: Expr<"f32"> = f32(0);
               for (let r = 0; r < 16; r++) sum = sum.add(k.loadShared(staged, b.group.mul(256).add(r * 16)) as Expr<"f32">);
-              const at = b.group.mul(binRows).add(T);
+              const at = b.group.mul(halves * binRows).add(T);
               k.storeShared(bins, at, (k.loadShared(bins, at) as Expr<"f32">).add(sum));
             });
             k.sync();
@@ -507,7 +514,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
         binRows,
         (r) => {
           let sum: Expr<"f32"> = f32(0);
-          for (let g = 0; g < groups; g++) sum = sum.add(k.loadShared(bins, r.add(g * binRows)) as Expr<"f32">);
+          for (let g = 0; g < halves * groups; g++) sum = sum.add(k.loadShared(bins, r.add(g * binRows)) as Expr<"f32">);
           const row = cast(k.blockIdx.x.mul(binRows).add(r), "i64");
           k.storeGlobal(p.paramGrad, row.mul(cast(p.heads, "i64")).add(cast(head, "i64")), [sum]);
         },
@@ -523,44 +530,47 @@ function stageView(k: KernelBuilder, staged: SharedArray, group: Expr<"i32">) {
 }
 
 /**
- * Lane dx + M - 1 adds the staged dS entries of (query tile q0.., key row ty) whose offset has that
- * dx to the group's bins: query r (window token q0 + r at ty_i, tx_i) meets key tx_j = tx_i - dx of
- * row ty at table row (ty_i - ty + M - 1) (2M - 1) + lane. Only this lane touches those bins.
+ * The staged dS block (queries q0.., keys kb..) into the group's bins. Lane l takes key kb + l % 16;
+ * with two halves, half-warp l / 16 takes the queries q0 + 8 (l / 16) + r, r = 0..7, in that order,
+ * into its own copy of the bins (with one, lanes 0-15 take all 16 queries): in one step a half-warp
+ * holds one query and 16 distinct keys, so 16 distinct table rows.
+ * Different lanes meet the same bin in different steps, so the steps are separated by CTA barriers
+ * (every thread runs them; `ok` predicates the adds): a fixed order, no race.
  */
-function binRow(
+function binBlock(
   k: KernelBuilder,
   staged: SharedArray,
   bins: SharedArray,
   group: Expr<"i32">,
   binRows: number,
+  halves: number,
   q0: Expr<"i32">,
-  ty: Expr<"i32">,
+  kb: Expr<"i32">,
   M: number,
+  ok: Expr<"pred">,
 ): void {
-  const lane = k.lane;
-  k.if(lane.lt(2 * M - 1), () => {
-    const dx = k.let(lane.sub(M - 1), "dx");
-    const base = k.let(group.mul(256), "stagedBase");
-    const binBase = k.let(group.mul(binRows), "binBase");
-    k.for(
-      0,
-      16,
-      (r) => {
-        const i = k.let(q0.add(r), "query");
-        const c = k.let(i.rem(M).sub(dx), "keyCol");
-        const ok = i
-          .lt(M * M)
-          .and(c.ge(0))
-          .and(c.lt(M));
-        const v = k.loadShared(staged, base.add(r.mul(16)).add(select(ok, c, i32(0)))) as Expr<"f32">;
-        const dy = i
-          .div(M)
-          .sub(ty)
-          .add(M - 1);
-        const bin = k.let(binBase.add(select(ok, dy.mul(2 * M - 1).add(lane), i32(0))), "bin");
-        k.storeShared(bins, bin, (k.loadShared(bins, bin) as Expr<"f32">).add(v), { pred: ok });
-      },
-      { name: "stagedRow" },
-    );
-  });
+  const N = M * M;
+  const steps = 16 / halves;
+  // With one copy, lanes 16-31 address like lanes 0-15 (their adds are predicated off).
+  const half = halves === 2 ? k.let(k.lane.div(16), "binHalf") : i32(0);
+  const j = k.let(kb.add(k.lane.rem(16)), "binKey");
+  const keyPart = k.let(relativeKeyPart(M, j), "binKeyPart");
+  const stagedBase = k.let(
+    group
+      .mul(256)
+      .add(half.mul(steps * 16))
+      .add(k.lane.rem(16)),
+    "stagedBase",
+  );
+  const binBase = k.let(group.mul(halves * binRows).add(half.mul(binRows)), "binBase");
+  const first = k.let(q0.add(half.mul(steps)), "binQuery");
+  const lanes = halves === 2 ? ok : ok.and(k.lane.lt(16));
+  for (let r = 0; r < steps; r++) {
+    if (r > 0) k.sync();
+    const i = first.add(r);
+    const valid = lanes.and(i.lt(N)).and(j.lt(N));
+    const v = k.loadShared(staged, stagedBase.add(r * 16)) as Expr<"f32">;
+    const bin = k.let(binBase.add(select(valid, relativeQueryPart(M, i).sub(keyPart), i32(0))), "bin");
+    k.storeShared(bins, bin, (k.loadShared(bins, bin) as Expr<"f32">).add(v), { pred: valid });
+  }
 }
