@@ -23,7 +23,7 @@ import { writeFileSync } from "node:fs";
 import { type BuildOptions, traceModel } from "../../compiler/dsl/model.ts";
 import { loadModel } from "../../compiler/frontend/load.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
-import { cse, dce } from "../../compiler/passes/index.ts";
+import { cse, dce, fuse } from "../../compiler/passes/index.ts";
 import { execute, type HostTensor, initParams } from "../../runtime/cpu/index.ts";
 import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
 import { CudaDevice } from "../../runtime/exec/cuda-device.ts";
@@ -141,7 +141,7 @@ async function forwardStage(a: Args): Promise<Record<string, unknown>> {
   const seed = 3;
   const image = a.image ? ([a.image, a.image] as [number, number]) : undefined;
   const { traced, inputsFor } = await model(a.config, { batch: a.microBatch, imageSize: image });
-  const graph = dce(cse(traced.graph)); // as `ptc run` does
+  const graph = fuse(dce(cse(traced.graph))).graph; // as `ptc run` does (fused by default)
   const params = initParams(graph, seed);
   const inputs = inputsFor(graph, seed);
   let t0 = performance.now();
