@@ -45,7 +45,7 @@ import {
 export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): KernelProgram {
   const { window: M, headDim: d, cosine, padInput } = c;
   const warps = c.warps ?? 4;
-  const split = c.split ?? (d >= 128 ? 4 : d >= 64 ? 2 : 1);
+  const split = c.split ?? (d >= 64 ? 2 : 1);
   const N = M * M;
   const tiles = paddedTokens(M) / 16;
   const chunks = d / 16;
@@ -58,6 +58,9 @@ export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): Kerne
       params: backwardParams,
       warps,
       grid: (p) => windowGrid(p, M),
+      // d = 128 with two channel slices (not four: four warps recomputed the same S^T and dP^T, 1.8x
+      // the instructions): ptxas's own target (3 CTAs, 168 registers) spills a few bytes; 2 CTAs do not.
+      ...(d >= 128 && split <= 2 ? { minCtasPerSm: 2 } : {}),
       doc: "windowAttention backward: dk, dv (and the padding tokens' share of the pad gradient)",
     },
     (k, params) => {
