@@ -20,7 +20,7 @@ import {
   type MapContext,
   select,
 } from "../compiler/tile/index.ts";
-import { tokenSource, type WindowAttentionKernelConfig, windowGrid } from "./window-attention.ts";
+import { type WindowAttentionKernelConfig, windowGrid } from "./window-attention.ts";
 import {
   type Backward,
   backwardParams,
@@ -31,16 +31,10 @@ import {
   normalizedGrad,
   paddedTokens,
   storeTokens,
+  tokenCols,
+  tokenRows,
 } from "./window-attention-backward.ts";
-import {
-  biasAt,
-  copyMapTokens,
-  copyTokens,
-  relativeKeyPart,
-  relativeQueryPart,
-  tokenRegion,
-  withPadRows,
-} from "./window-geometry.ts";
+import { biasAt, copyMapTokens, copyTokens, relativeKeyPart, relativeQueryPart, withPadRows } from "./window-geometry.ts";
 
 export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): KernelProgram {
   const { window: M, headDim: d, cosine, padInput } = c;
@@ -65,7 +59,7 @@ export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): Kerne
     },
     (k, params) => {
       const b = backwardSetup(k, params, c, split, outChunks);
-      const { p, geo, at, copy } = b;
+      const { p, copy } = b;
       const C = p.channels;
       const C3 = k.let(C.mul(3), "channels3");
       const sK = k.sharedTile("k", "bf16", 16, d, { stages: groups });
@@ -128,7 +122,7 @@ export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): Kerne
           k.if(active, () => {
             mapSources(b, kSource, k0);
             k.map(kRel, (m) => cast(relativeKeyPart(M, k0.add(m.row)), "f32"));
-            k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, k0.add(m.row)), "f32"));
+            tokenRows(b, kRegion, "region", k0);
             for (let i = 0; i < chunks; i++) {
               if (resident) {
                 k.loadTile(kp[i], sK, { col0: i * 16, stage: b.group });
@@ -200,10 +194,10 @@ export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): Kerne
       /** One block of 16 queries (stage `stage` of the ring) against this warp's key tile. */
       function queryBlock(b: Backward, qb: Expr<"i32">, stage: Expr<"i32">) {
         k.map(qRel, (m) => cast(relativeQueryPart(M, qb.add(m.col)), "f32"));
-        k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, qb.add(m.col)), "f32"));
+        tokenCols(b, qRegion, "region", qb);
         // A query contributes only if it is one of the N tokens and lies in the map (padding tokens
         // have no output, so no dO and no statistics).
-        k.map(qValid, (m) => select(tokenSource(geo, at, M, qb.add(m.col)).ge(0), f32(1), f32(0)));
+        tokenCols(b, qValid, "source", qb, (x) => select(x.ge(0), f32(1), f32(0)));
         const stat = (which: number) =>
           p.stats.view({ rows: 1, cols: paddedTokens(M), rowStride: 0, offset: b.statsBase.add(which * paddedTokens(M)) });
         k.map(qLse, (m) => m.load(stat(0)), { origin: [0, qb] });

@@ -114,7 +114,12 @@ export interface Backward {
   readonly slice: Expr<"i32">;
   /** First element of this CTA's stats block. */
   readonly statsBase: Expr<"i64">;
+  /** [2, Npad] f32 per window token: its source (tokenSource), then its shift-mask region; absent where shared memory is short (computed per use). */
+  readonly tokens?: SharedArray;
 }
+
+/** Shared bytes of the token table (Backward.tokens). */
+export const tokenTableBytes = (window: number) => 2 * paddedTokens(window) * 4;
 
 export function backwardSetup(
   k: KernelBuilder,
@@ -122,10 +127,26 @@ export function backwardSetup(
   c: WindowAttentionKernelConfig,
   split: number,
   outChunks: number,
+  tokenTable = true,
 ): Backward {
   const { geo, at, head } = windowContext(k, p, c.window);
   const headChannel = k.let(head.mul(c.headDim), "headChannel");
   const cta = cast(k.blockIdx.x.mul(p.heads).add(head), "i64");
+  // Every block of keys or queries needs its tokens' sources and regions (the shifted window's
+  // coordinate arithmetic): computed once per CTA here, read back as one shared load per vector
+  // element. The kernels' first barrier comes before the first read.
+  const Np = paddedTokens(c.window);
+  const tokens = tokenTable ? k.sharedArray("tokens", "f32", 2 * Np) : undefined;
+  if (tokens)
+    k.for(
+      k.tid,
+      Np,
+      (t) => {
+        k.storeShared(tokens, t, tokenSource(geo, at, c.window, t));
+        k.storeShared(tokens, t.add(Np), cast(tokenRegion(geo, at, c.window, t), "f32"));
+      },
+      { step: k.threads, name: "tokenTable" },
+    );
   return {
     k,
     p,
@@ -141,6 +162,7 @@ export function backwardSetup(
     group: k.let(k.warp.div(split), "group"),
     slice: k.let(k.warp.rem(split).mul(outChunks * 16), "channelSlice"),
     statsBase: k.let(cta.mul(statRows(c.cosine) * paddedTokens(c.window)), "statsBase"),
+    tokens,
   };
 }
 
@@ -216,10 +238,26 @@ export function storeTokens(
   b.k.storeTile(view, tile, 0, 0);
 }
 
-/** A row vector of a tile's window tokens: their source (map pixel, -1 padding, -2 past N). */
+/** A row vector of a tile's window tokens first + row: their source (map pixel, -1 padding, -2 past N). */
 export function mapSources(b: Backward, v: RegVec, first: Expr<"i32">) {
-  b.k.map(v, (m) => tokenSource(b.geo, b.at, b.c.window, first.add(m.row)));
+  tokenRows(b, v, "source", first);
 }
+
+/** A row vector (tokens first + row) or a column vector (tokens first + col) from the token table. */
+export function tokenRows(b: Backward, v: RegVec, what: "source" | "region", first: Expr<"i32">) {
+  const Np = paddedTokens(b.c.window);
+  if (!b.tokens) return b.k.map(v, (m) => tokenValue(b, what, first.add(m.row)));
+  const view = b.k.sharedView(b.tokens, { rows: Np, cols: 1, rowStride: 1, offset: what === "source" ? 0 : Np });
+  b.k.map(v, (m) => m.load(view), { origin: [first, 0] });
+}
+export function tokenCols(b: Backward, v: RegVec, what: "source" | "region", first: Expr<"i32">, f = (x: Expr<"f32">) => x) {
+  const Np = paddedTokens(b.c.window);
+  if (!b.tokens) return b.k.map(v, (m) => f(tokenValue(b, what, first.add(m.col))));
+  const view = b.k.sharedView(b.tokens, { rows: 1, cols: Np, rowStride: 0, offset: what === "source" ? 0 : Np });
+  b.k.map(v, (m) => f(m.load(view)), { origin: [0, first] });
+}
+const tokenValue = (b: Backward, what: "source" | "region", t: Expr<"i32">): Expr<"f32"> =>
+  what === "source" ? tokenSource(b.geo, b.at, b.c.window, t) : cast(tokenRegion(b.geo, b.at, b.c.window, t), "f32");
 
 export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): KernelProgram {
   const { window: M, headDim: d, cosine, padInput } = c;
@@ -235,8 +273,12 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
   const binRows = paramGradRows(M, cosine);
   // A copy of the bins per half-warp (binBlock) where shared memory allows: sQ, sDO (groups stages),
   // sK, sV (2), the dS staging tiles, the table and the bins under sm_80's 48 KB of static shared memory.
+  // Then the token table (backwardSetup) if it fits besides one copy.
   const fixedShared = (2 * groups + 4) * 16 * d * 2 + groups * 1024 + T * 4 + 256;
-  const halves = fixedShared + groups * 2 * binRows * 4 <= 48 * 1024 ? 2 : 1;
+  const fits = (bytes: number) => fixedShared + bytes <= 48 * 1024;
+  const bins1 = groups * binRows * 4;
+  const tokenTable = fits(tokenTableBytes(M) + bins1);
+  const halves = fits((tokenTable ? tokenTableBytes(M) : 0) + 2 * bins1) ? 2 : 1;
   if (2 * M - 1 > 32) throw new Error(`windowAttentionBackwardQ: window ${M} > 16 (a lane per dx)`);
   return defineKernel(
     {
@@ -250,7 +292,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
       doc: "windowAttention backward: dq, row statistics, per-window table/scale gradients",
     },
     (k, params) => {
-      const b = backwardSetup(k, params, c, split, outChunks);
+      const b = backwardSetup(k, params, c, split, outChunks, tokenTable);
       const { p, geo, at, head, copy } = b;
       const C = p.channels;
       const C3 = k.let(C.mul(3), "channels3");
@@ -297,9 +339,9 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
 
       /** s = log2-domain logits of the keys key(col) (raw = q . k kept for V2's c = raw / (|q| |k|)). */
       const logits = (stage: Expr<"i32">, key: (r: Expr<"i32">) => Expr<"i32">, keyOk: (r: Expr<"i32">) => Expr<"pred">) => {
-        k.map(kSource, (m) => select(keyOk(m.row), tokenSource(geo, at, M, key(m.row)), f32(-2)));
+        tokenRows(b, kSource, "source", key(i32(0))); // -2 past N
         k.map(kRel, (m) => cast(relativeKeyPart(M, key(m.col)), "f32"));
-        k.map(kRegion, (m) => cast(tokenRegion(geo, at, M, key(m.col)), "f32"));
+        tokenCols(b, kRegion, "region", key(i32(0)));
         const acc = raw ?? s;
         k.fill(acc, 0);
         keyNorms?.reset();
@@ -343,7 +385,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
           k.if(active, () => {
             mapSources(b, qSource, q0);
             k.map(qRel, (m) => cast(relativeQueryPart(M, q0.add(m.row)), "f32"));
-            k.map(qRegion, (m) => cast(tokenRegion(geo, at, M, q0.add(m.row)), "f32"));
+            tokenRows(b, qRegion, "region", q0);
             for (let i = 0; i < chunks; i++) {
               const g = resident ? dO[i] : dO[0];
               k.loadTile(g, sDO, { col0: i * 16, stage: b.group });
@@ -463,7 +505,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
                   k.map(dotSum, (m) => m.x.add(m.vec(blockSum)));
                   k.map(db, (m) => m.tile(dp).mul(kInv(m)));
                 } else k.map(db, (m) => m.tile(dp));
-                k.map(kcSource, (m) => tokenSource(geo, at, M, key(m.row)));
+                tokenRows(b, kcSource, "source", kb);
                 for (let i = 0; i < outChunks; i++) {
                   k.loadTile(kc, sK, { col0: b.slice.add(i * 16), stage });
                   if (padInput) withPadRows(k, kc, kcSource, p.padValue, 1, C, b.headChannel.add(b.slice).add(i * 16));
