@@ -293,7 +293,7 @@ export function windowAttentionBackwardQ(c: WindowAttentionKernelConfig): Kernel
     },
     (k, params) => {
       const b = backwardSetup(k, params, c, split, outChunks, tokenTable);
-      const { p, geo, at, head, copy } = b;
+      const { p, head, copy } = b;
       const C = p.channels;
       const C3 = k.let(C.mul(3), "channels3");
       const sQ = k.sharedTile("q", "bf16", 16, d, { stages: groups }); // O first (for delta), then Q
