@@ -50,6 +50,8 @@ interface Args {
   graphs: "off" | "on" | "both";
   /** train and time: the fused forward (as `ptc train`), the unfused one, or both in turn. */
   fuse: "off" | "on" | "both";
+  /** train: the compute precision (f32 holds the device to f32 bounds; bf16 to bf16 ones). */
+  precision: "f32" | "bf16";
   out?: string;
 }
 
@@ -64,6 +66,7 @@ function parseArgs(argv: readonly string[]): Args {
     warmup: 1,
     graphs: "both",
     fuse: "on",
+    precision: "bf16",
   };
   const num = (flag: string, v: string | undefined) => {
     const n = Number(v);
@@ -105,6 +108,10 @@ function parseArgs(argv: readonly string[]): Args {
       case "--graphs":
         if (v !== "off" && v !== "on" && v !== "both") throw new Error(`--graphs: off, on or both, got '${v}'`);
         a.graphs = v;
+        break;
+      case "--precision":
+        if (v !== "f32" && v !== "bf16") throw new Error(`--precision: f32 or bf16, got '${v}'`);
+        a.precision = v;
         break;
       case "--fuse":
         if (v !== "off" && v !== "on" && v !== "both") throw new Error(`--fuse: off, on or both, got '${v}'`);
@@ -207,13 +214,14 @@ async function trainStage(a: Args): Promise<Record<string, unknown>> {
   const { traced, inputsFor } = await model(a.config, {
     batch: a.microBatch,
     training: true,
-    computeDType: "bf16",
+    computeDType: a.precision,
     imageSize: image,
   });
   const runs: Record<string, unknown>[] = [];
   const result: Record<string, unknown> = {
     stage: "train",
     config: a.config,
+    precision: a.precision,
     microBatch: a.microBatch,
     accum: a.accum,
     runs,
@@ -246,12 +254,18 @@ async function trainStage(a: Args): Promise<Record<string, unknown>> {
       t0 = performance.now();
       const d = await dev.step(inputs, seeds, 1e-3, local);
       const deviceSeconds = seconds(t0);
-      // Bounds as test/exec/device-train.test.ts: losses one bf16 ulp, gradient norm 5%.
-      const lossOk = d.losses.every((l, k) => Math.abs(l - c.losses[k]) <= 2 ** -8 * Math.abs(c.losses[k]) + 1e-6);
+      // bf16 as test/exec/device-train.test.ts: losses one bf16 ulp, gradient norm 5% (a loose
+      // check: this model's bf16 outputs at initialisation already differ ~10% between equally
+      // valid roundings, bench/RESULTS.md). f32: the kernels do the CPU's maths up to FMA
+      // contraction and summation order, ~1e-6 relative per value: 1e-5 on losses, 1e-4 on the norm.
+      const f32 = a.precision === "f32";
+      const lossTol = f32 ? 1e-5 : 2 ** -8;
+      const lossOk = d.losses.every((l, k) => Math.abs(l - c.losses[k]) <= lossTol * Math.abs(c.losses[k]) + 1e-6);
       const normRel = Math.abs(d.gradNorm - c.gradNorm) / c.gradNorm;
+      const normTol = f32 ? 1e-4 : 0.05;
       // After the first update the two runs drift apart (bf16, Adam's sign-like first step): only
       // the first step is held to the bounds; the rest are reported.
-      if (s === 0) ok &&= lossOk && normRel < 0.05 && d.applied === c.applied;
+      if (s === 0) ok &&= lossOk && normRel < normTol && d.applied === c.applied;
       steps.push({
         step: s + 1,
         cpuLoss: c.loss,

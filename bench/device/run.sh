@@ -123,7 +123,7 @@ else
   stage attention 100 20 "$PY" bench/device/attention.py dist/device-attention --out "$OUT/attention.json" --budget 85
 fi
 stage forward 90 20 "${TS[@]}" ./bench/device/model-bench.ts --stage forward --device $DEV "${FWD[@]}" --out "$OUT/forward.json"
-stage train 100 20 "${TS[@]}" ./bench/device/model-bench.ts --stage train --device $DEV "${TRAIN[@]}" --out "$OUT/train.json"
+stage train 100 20 "${TS[@]}" ./bench/device/model-bench.ts --stage train --device $DEV "${TRAIN[@]}" --precision f32 --out "$OUT/train.json"
 stage time-s 110 30 "${TS[@]}" ./bench/device/model-bench.ts --stage time --device $DEV "${TIME[@]}" --graphs both --fuse both --out "$OUT/time.json"
 stage torch-eager 60 15 "$PY" bench/device/perceptnet_torch.py "${TORCH[@]}" --mode eager --out "$OUT/torch-eager.json"
 if [ "$DRY" = 1 ]; then

@@ -145,7 +145,8 @@ def main(out):
 
     t = r["train"]
     if t:
-        md += ["## xxs training (bf16 compute, f32 masters): device engine vs CPU trainer", ""]
+        prec = t.get("precision", "bf16")
+        md += [f"## xxs training ({prec} compute, f32 masters): device engine vs CPU trainer", ""]
         if "error" in t:
             md += ["```", t["error"][:2000], "```", ""]
         # One run per --fuse variant (fused: the forward `ptc train` trains); older files: one unfused run.

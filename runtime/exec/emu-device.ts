@@ -58,6 +58,10 @@ export class EmuDevice implements Device {
   alloc(bytes: number): DeviceAddress {
     const size = alignUp(Math.max(bytes, 16));
     const addr = this.memory.alloc(size, DEVICE_ALIGNMENT);
+    // A GPU's allocation holds whatever was there (our caching allocator hands back freed blocks
+    // as they were left): poison it (all-ones bytes: NaN in f32 and bf16) so that a plan reading
+    // memory it never wrote fails here, not only on a GPU after its first step.
+    this.memory.write(addr, new Uint8Array(size).fill(0xff));
     this.sizes.set(addr, size);
     this.reserved += size;
     this.peakReserved = Math.max(this.peakReserved, this.reserved);
