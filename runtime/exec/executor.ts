@@ -44,6 +44,12 @@ export interface ExecutorOptions {
   readonly graph?: boolean;
   /** Wait after every launch, so a fault on the GPU names its launch (slow; for debugging). */
   readonly syncEachLaunch?: boolean;
+  /**
+   * Output name -> launch index after which the caller has consumed it (in a launchAll hook at that
+   * index, on the device's stream): its arena bytes are reused by later launches and readOutput
+   * refuses it. A consumer on another stream must make this stream wait before the next launch.
+   */
+  readonly releaseOutputs?: ReadonlyMap<string, number>;
 }
 
 export interface MemoryReport {
@@ -137,7 +143,13 @@ export class PlanExecutor {
     };
     bindIds("inputs");
     bindIds("params");
-    this.memoryPlan = planMemory(plan, { external, noSharing: options.memory === "separate" });
+    const releaseAfter = new Map<number, number>();
+    for (const [name, at] of options.releaseOutputs ?? []) {
+      const id = plan.outputs[name];
+      if (id === undefined) throw new Error(`${this.label}: cannot release output '${name}': the plan has none`);
+      releaseAfter.set(id, at);
+    }
+    this.memoryPlan = planMemory(plan, { external, noSharing: options.memory === "separate", releaseAfter });
     this.paramsReady = Object.values(plan.params).every((id) => this.memoryPlan.placements.get(id)?.region !== "persistent");
   }
 
@@ -387,6 +399,9 @@ export class PlanExecutor {
   async readOutput(name: string): Promise<HostTensor> {
     const id = this.plan.outputs[name];
     if (id === undefined) throw new Error(`${this.label}: the plan has no output '${name}'`);
+    const released = this.options.releaseOutputs?.get(name);
+    if (released !== undefined)
+      throw new Error(`${this.label}: output '${name}' is released after launch ${released}; later launches reuse its bytes`);
     const b = this.byId.get(id) as PlanBuffer;
     const bytes = new Uint8Array(b.bytes);
     await this.device.download(this.address(id), bytes);

@@ -5,6 +5,13 @@
 // when their live ranges are disjoint. Offsets come from a best-fit allocator that visits buffers by
 // first use. A view (aliasOf) has no storage of its own: its owner's live range grows to cover it.
 // The ranges are the plan's firstUse/lastUse widened by what the launches actually pass.
+//
+// Release points end an output's life early: a caller that consumes output X right after launch r
+// (a data-parallel hook copying a gradient out to reduce it) says so, and X's storage lives only
+// to r (or its last real use by a launch, if later), so later launches reuse those bytes. Such an
+// output must not be read after the run. The plan's lastUse of an output (and of the owner of an
+// output view) is "the end" by construction, so a released group's range comes from the launches'
+// actual uses instead; a group that also holds an unreleased output stays to the end.
 
 import type { ExecutablePlan, PlanBuffer } from "../../compiler/lower/plan.ts";
 import { alignUp } from "./device.ts";
@@ -52,6 +59,11 @@ export interface MemoryPlanOptions {
   readonly external?: ReadonlySet<number>;
   /** Give every buffer its own arena slot (no sharing): a debugging aid. */
   readonly noSharing?: boolean;
+  /**
+   * Output buffer id -> launch index after which the caller has consumed it (it is dead from the
+   * next launch on). The output's bytes may be reused by later launches; it is not downloadable.
+   */
+  readonly releaseAfter?: ReadonlyMap<number, number>;
 }
 
 function buffersById(plan: ExecutablePlan): Map<number, PlanBuffer> {
@@ -90,9 +102,44 @@ export function planMemory(plan: ExecutablePlan, options: MemoryPlanOptions = {}
   const groups = new Map<number, Group>();
   const rootOf = new Map<number, { root: number; offset: number }>();
   const seen = observedUses(plan);
+  const release = options.releaseAfter ?? new Map<number, number>();
+  // Roots whose outputs are all released, and the latest release point among them.
+  const released = new Map<number, number>();
+  const keptToEnd = new Set<number>();
+  for (const [id, at] of release) {
+    const b = byId.get(id);
+    if (b?.role !== "output") throw new Error(`plan: release point for buffer ${id}, which is not an output`);
+    if (!Number.isInteger(at) || at < -1 || at >= n) throw new Error(`plan: output ${id} released after launch ${at} of ${n}`);
+  }
+  for (const b of plan.buffers) {
+    if (b.role !== "output") continue;
+    const root = resolveAlias(byId, b.id).root;
+    const at = release.get(b.id);
+    if (at === undefined) keptToEnd.add(root);
+    else released.set(root, Math.max(released.get(root) ?? -1, at));
+  }
+  for (const root of keptToEnd) released.delete(root);
   for (const b of plan.buffers) {
     const r = resolveAlias(byId, b.id);
     rootOf.set(b.id, r);
+    const releasedAt = released.get(r.root);
+    if (releasedAt !== undefined) {
+      // The actual uses only (the plan's lastUse keeps outputs to the end), then the release point.
+      let g = groups.get(r.root);
+      if (!g) {
+        g = { start: Number.POSITIVE_INFINITY, end: releasedAt, bytes: 0, persistent: false };
+        groups.set(r.root, g);
+      }
+      g.bytes = Math.max(g.bytes, r.offset + b.bytes);
+      if (b.firstUse >= 0) g.start = Math.min(g.start, b.firstUse);
+      const used = seen.get(b.id);
+      if (used) {
+        g.start = Math.min(g.start, used[0]);
+        g.end = Math.max(g.end, used[1]);
+      }
+      if (b.role === "output") g.start = Math.min(g.start, g.end);
+      continue;
+    }
     let g = groups.get(r.root);
     if (!g) {
       g = { start: Number.POSITIVE_INFINITY, end: Number.NEGATIVE_INFINITY, bytes: 0, persistent: false };

@@ -45,7 +45,7 @@ export interface Plan {
 
 export function evaluate(req: PlanRequest, strategy: Strategy, checkpointing: boolean, microBatch: number): StrategyPlan {
   const cluster: Cluster = { gpus: req.gpus, gpusPerNode: Math.ceil(req.gpus / req.nodes) };
-  const memory = memoryPerGpu(strategy, req.profile, cluster, microBatch, checkpointing);
+  const memory = memoryPerGpu(strategy, req.profile, cluster, microBatch, checkpointing, req.accum);
   const passes = 3 + (checkpointing ? 1 : 0); // forward + backward (2x) + recomputed forward
   const computeSeconds = (microBatch * req.accum * req.profile.flopsPerSample * passes) / (req.gpu.peakFlops * req.mfu);
   const t = trafficPerGpu(strategy, req.profile, cluster, req.accum);
@@ -87,7 +87,7 @@ export function plan(req: PlanRequest): Plan {
       `training FLOPs = 3x forward (backward = 2x forward), +1x forward with activation checkpointing`,
       `bytes per parameter: bf16 compute copy 2, f32 master 4, f32 gradients 4, AdamW m+v 8; gradients reduced in f32 (4 B/param), parameters all-gathered in bf16 (2 B/param), as the device runtime does with --precision bf16`,
       `hsdp as the GPU runtime runs it: ZeRO-2 inside a node, gradient shards all-reduced across nodes; zero3 gathers each block in bf16 for the forward and again for the backward`,
-      `gradients held as FSDP holds them (the shard + one unit); ptc's device runtime still keeps one micro-batch's full f32 gradients in the gradient plan's arena (+4 B/param for zero2/zero3/hsdp) until its memory plan frees them at their reduction`,
+      `f32 gradients as ptc's device runtime holds them: zero2/zero3/hsdp the reduced shard (a second one for a later micro-batch when accumulating), one unit's staging buffer, and the gradient plan's outputs until their unit's reduce-scatter hook (at most the root unit's and one block's live at once); ddp the full sum; zero1 the plan's full gradients, the full sum and the shard`,
       `activations from the traced graph in bf16 (outputs of all non-view ops kept for backward); checkpointing keeps each block's input and recomputes one block at a time`,
       `ring collectives; ${cluster}; NVLink ${(req.gpu.nvlinkBytesPerSec / 1e9).toFixed(0)} GB/s and network ${(req.gpu.networkBytesPerSec / 1e9).toFixed(0)} GB/s per GPU per direction; communication hides under up to ${(req.overlap * 100).toFixed(0)}% of compute`,
       `a step may use ${(req.usableMemory * 100).toFixed(0)}% of GPU memory (the rest: CUDA context, NCCL buffers, fragmentation)`,

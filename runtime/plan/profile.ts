@@ -18,6 +18,11 @@ export interface ModelProfile {
   outsideUnitBytes: number;
   /** Parameters of the largest unit (ZeRO-3 gathers one unit at a time, plus one prefetched). */
   largestUnitParams: number;
+  /**
+   * Parameters outside any unit (stem, decoder, heads): the runtime's root unit, reduced as one. Its
+   * gradients are written from the backward's first launches (heads) to its last (stem).
+   */
+  outsideUnitParams: number;
   units: number;
 }
 
@@ -58,9 +63,11 @@ export function profileGraph(g: Graph, bytesPerElement = 2): ModelProfile {
     else outside += bytes;
   }
   const unitParams = new Map<string, number>();
+  let outsideParams = 0;
   for (const p of g.params()) {
     const unit = unitOf(String(p.attrs.name).split(".").slice(0, -1).join("."));
     if (unit) unitParams.set(unit, (unitParams.get(unit) ?? 0) + numel(p.shape));
+    else outsideParams += numel(p.shape);
   }
   return {
     params: stats.params,
@@ -70,6 +77,7 @@ export function profileGraph(g: Graph, bytesPerElement = 2): ModelProfile {
     largestUnitBytes: Math.max(0, ...unitBytes.values()),
     outsideUnitBytes: outside,
     largestUnitParams: Math.max(0, ...unitParams.values()),
+    outsideUnitParams: outsideParams,
     units: unitBytes.size,
   };
 }

@@ -7,8 +7,16 @@
 // hsdp is planned as the GPU runtime runs it: ZeRO-2 inside a node (the full bf16 replica, f32
 // master, gradient and optimizer shards), the gradient shards all-reduced across nodes once per
 // step. zero3: parameters gathered per block in bf16, for the forward and again for the backward.
-// Gradient memory is FSDP's (the shard + one unit): ptc's device runtime still holds one
-// micro-batch's full f32 gradients in the gradient plan's arena (the plan's assumptions say so).
+// Gradient memory as runtime/train's device strategies hold it (f32 throughout):
+//   ddp    the full sum (4 B/param); each gradient output is released at its bucket's hook, so
+//          the gradient plan's arena holds about one bucket at a time (not counted).
+//   zero1  the gradient plan's outputs (every gradient, read after the plan), the full sum, and
+//          the reduced shard: 4 + 4 + 4/n B/param.
+//   zero2 / zero3 / hsdp  the reduced shard (4/n), a second shard for a later micro-batch's
+//          reduce-scatter when accumulating (4/n), one unit's staging buffer (the largest unit,
+//          blocks or the root), and the gradient outputs still in the gradient plan's arena: they
+//          are released at their unit's reduce-scatter hook, so at most the root unit's (written
+//          from the backward's first launches to its last) and one block's are live at once.
 
 import type { ModelProfile } from "./profile.ts";
 
@@ -46,12 +54,25 @@ export function activationBytesPerSample(p: ModelProfile, checkpointing: boolean
   return checkpointing ? p.checkpointBoundaryBytes + p.largestUnitBytes + p.outsideUnitBytes : p.activationBytes;
 }
 
+/**
+ * Gradient bytes of the sharded strategies that stream their gradients (zero2, zero3, hsdp) over a
+ * shard group of n: the shard (+ a micro-batch shard when accumulating), one unit's staging, and the
+ * gradient plan's live outputs (the root unit + one block).
+ */
+export function streamedGradientBytes(p: ModelProfile, n: number, accum: number): number {
+  const shards = (accum > 1 ? 2 : 1) * ((4 * p.params) / n);
+  const staging = 4 * Math.max(p.largestUnitParams, p.outsideUnitParams);
+  const live = 4 * (p.outsideUnitParams + p.largestUnitParams);
+  return shards + staging + live;
+}
+
 export function memoryPerGpu(
   s: Strategy,
   p: ModelProfile,
   c: Cluster,
   microBatch: number,
   checkpointing: boolean,
+  accum = 1,
 ): MemoryBreakdown {
   const P = p.params;
   const n = shardGroup(s, c);
@@ -65,20 +86,20 @@ export function memoryPerGpu(
       gradients = 4 * P;
       optimizer = 8 * P;
       break;
-    case "zero1": // optimizer state and master weights sharded; the reduced gradient shard sits next to the full accumulator
+    case "zero1": // optimizer state and master weights sharded; the plan's gradients, the full sum and the reduced shard
       weights = 2 * P + (4 * P) / n;
-      gradients = 4 * P + (4 * P) / n;
+      gradients = 4 * P + 4 * P + (4 * P) / n;
       optimizer = (8 * P) / n;
       break;
-    case "zero2": // + gradients sharded (one unit's full gradients exist before its reduce-scatter)
+    case "zero2": // + gradients streamed: reduce-scattered unit by unit, only the shard summed
     case "hsdp": // zero2 inside a node
       weights = 2 * P + (4 * P) / n;
-      gradients = (4 * P) / n + 4 * unit;
+      gradients = streamedGradientBytes(p, n, accum);
       optimizer = (8 * P) / n;
       break;
     case "zero3": // + parameters sharded (f32 master shards, cast to bf16 when gathered); one unit gathered and the next prefetched
       weights = (4 * P) / n + 2 * 2 * unit;
-      gradients = (4 * P) / n + 4 * unit;
+      gradients = streamedGradientBytes(p, n, accum);
       optimizer = (8 * P) / n;
       break;
   }

@@ -3,7 +3,7 @@
 // flat layout (one unit, parameters in order, each at an aligned offset) a bucket is one contiguous
 // range of the gradient sum, reduced by one all-reduce. Its readiness is a launch of the gradient
 // plan: the last launch that writes the storage of any of its gradient outputs (after it they are
-// final; outputs live to the end of the plan, so nothing else reuses their bytes).
+// final). With release points (the default) an output's bytes are reused after its bucket's hook.
 //
 // Each micro-batch's gradients are collected bucket by bucket at those launches (PlanExecutor's
 // `after` hooks): the first micro-batch copies them into the sum, later ones run the bucket's
@@ -21,19 +21,31 @@ import type { FlatLayout, FlatParam } from "../parallel/flat-layout.ts";
 const F32 = 4;
 
 /**
- * For each named output of a loaded plan, the index of the last launch that writes its storage (its
- * root buffer or any view of it); -1 when no launch writes it (a constant).
+ * For each named output of a plan (or a loaded plan's), the index of the last launch that writes its
+ * storage (its root buffer or any view of it); -1 when no launch writes it (a constant). Computed
+ * from the plan alone, so release points (device-parallel.ts) can be known before it is loaded.
  */
-export function lastWriters(ex: PlanExecutor, outputs: readonly string[]): Map<string, number> {
-  const rootOf = (id: number) => ex.memoryPlan.placements.get(id)?.root ?? id;
+export function lastWriters(ex: PlanExecutor | ExecutablePlan, outputs: readonly string[]): Map<string, number> {
+  const plan: ExecutablePlan = ex instanceof PlanExecutor ? ex.plan : ex;
+  const label = ex instanceof PlanExecutor ? ex.label : "plan";
+  const byId = new Map(plan.buffers.map((b) => [b.id, b]));
+  const rootOf = (id: number) => {
+    let cur = id;
+    for (let hops = 0; hops <= byId.size; hops++) {
+      const owner = byId.get(cur)?.aliasOf?.buffer;
+      if (owner === undefined) return cur;
+      cur = owner;
+    }
+    throw new Error(`${label}: alias cycle through buffer ${id}`);
+  };
   const last = new Map<number, number>();
-  ex.plan.launches.forEach((l, i) => {
+  plan.launches.forEach((l, i) => {
     for (const id of l.writes) last.set(rootOf(id), i);
   });
   return new Map(
     outputs.map((name) => {
-      const id = (ex.plan as ExecutablePlan).outputs[name];
-      if (id === undefined) throw new Error(`${ex.label}: the plan has no output '${name}'`);
+      const id = plan.outputs[name];
+      if (id === undefined) throw new Error(`${label}: the plan has no output '${name}'`);
       return [name, last.get(rootOf(id)) ?? -1];
     }),
   );
@@ -75,6 +87,23 @@ export function deviceBuckets(
       };
     })
     .sort((a, b) => a.readyAfter - b.readyAfter || a.index - b.index);
+}
+
+/**
+ * ddp: each gradient output's release point (its bucket's readiness): the bucket's hook copies it
+ * into the sum (or runs the accumulation plan over it) on the compute stream, so later launches may
+ * reuse its bytes. The all-reduce reads the sum, never these outputs.
+ */
+export function bucketReleasePoints(
+  plan: ExecutablePlan,
+  layout: FlatLayout,
+  gradName: (param: string) => string,
+  capBytes?: number,
+): Map<string, number> {
+  const names = layout.units[0].params.map((p) => p.name);
+  const lastWrite = lastWriters(plan, names.map(gradName));
+  const buckets = deviceBuckets(layout, new Map(names.map((n) => [n, lastWrite.get(gradName(n)) as number])), capBytes);
+  return new Map(buckets.flatMap((b) => b.params.map((p) => [gradName(p.name), b.readyAfter] as const)));
 }
 
 /** A bucket reduction as issued: which bucket, after which launch of the gradient plan. */

@@ -27,13 +27,14 @@
 // zero3's gathers) are bf16: the master shard is cast by a plan and all-gathered as bf16, the same
 // bits as the casts.
 //
-// What remains: the gradient plan's outputs (every f32 gradient) stay live to its end (the memory
-// plan keeps outputs to the end), so every strategy holds one micro-batch's full f32 gradients in
-// that arena; zero2/zero3/hsdp shard the sums, not those. Freeing them at their hook needs outputs
-// whose live range ends at a given launch. hsdp is zero2 inside a node (the CPU's is ZeRO-3 there).
+// The gradient plan's outputs are released where their hook consumes them (runtime/exec's release
+// points: ddp at its bucket's readiness, zero2/zero3/hsdp at its unit's), so its arena does not hold
+// one micro-batch's full f32 gradients; zero1 reads them all after the plan and keeps them to its
+// end. hsdp is zero2 inside a node (the CPU's is ZeRO-3 there).
 
 import { type AdamWParam, adamwNames, adamwParams, decayExcluded, gradName } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
+import type { ExecutablePlan } from "../../compiler/lower/plan.ts";
 import { type HostTensor, hostTensor } from "../cpu/tensor.ts";
 import { CudaDevice } from "../exec/cuda-device.ts";
 import { type Device, type DeviceAddress, offsetAddress } from "../exec/device.ts";
@@ -46,10 +47,10 @@ import { blockUnitOf, FlatLayout, wholeModelUnit } from "../parallel/flat-layout
 import type { DeviceBuffer } from "../parallel/nccl-collectives.ts";
 import { StagedCollectives } from "../parallel/staged-collectives.ts";
 import { ShardUpdate } from "./device-adamw.ts";
-import { BucketedGradients, type BucketIssue, type DeviceBucket } from "./device-buckets.ts";
+import { BucketedGradients, type BucketIssue, bucketReleasePoints, type DeviceBucket } from "./device-buckets.ts";
 import { type Comm, openComm, releaseComm } from "./device-comm.ts";
 import { castGraph, readOnlyAsBf16, withBf16Params } from "./device-graphs.ts";
-import { fullAddress, ShardedGradients, type UnitIssue } from "./device-shards.ts";
+import { fullAddress, ShardedGradients, shardReleasePoints, type UnitIssue } from "./device-shards.ts";
 import type { TrainDevice } from "./device-step.ts";
 import {
   checkDeviceStrategy,
@@ -246,6 +247,7 @@ export class DeviceDataParallelEngine implements StepEngine {
       bind: { params: bindParams },
       poison,
       graph: options.graphs,
+      releaseOutputs: options.releaseGradients === false ? undefined : this.releasePoints(gradPlanData, options),
     });
     if (this.strategy === "ddp") {
       this.bucketed = await BucketedGradients.load(this.device, this.gradPlan, L, this.sum as DeviceAddress, {
@@ -278,6 +280,16 @@ export class DeviceDataParallelEngine implements StepEngine {
       });
     }
     await this.setState(initial);
+  }
+
+  /**
+   * Where each gradient output is consumed, so the gradient plan's arena reuses its bytes after:
+   * ddp's bucket hooks and zero2/zero3/hsdp's unit hooks copy the gradients out on the compute
+   * stream. zero1 reads every gradient after the plan has run: none released.
+   */
+  private releasePoints(plan: ExecutablePlan, options: DeviceParallelOptions): Map<string, number> | undefined {
+    if (this.strategy === "ddp") return bucketReleasePoints(plan, this.layout, gradName, options.bucketCapBytes);
+    return this.scattersEachMicroBatch ? shardReleasePoints(plan, this.layout) : undefined;
   }
 
   /** Uploads full weights (rank 0's win: broadcast) and moments (zeros where absent). */

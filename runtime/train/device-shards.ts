@@ -8,12 +8,16 @@
 //          issues the unit's reduce-scatter; only the shard is summed. On a GPU the reduce-scatter
 //          runs on the communication stream (fork), and the next unit's hook makes the compute
 //          stream wait for it (join) before it overwrites the staging buffer: each unit's
-//          reduce-scatter overlaps the next unit's backward, with one staging buffer.
+//          reduce-scatter overlaps the next unit's backward, with one staging buffer. The gradient
+//          plan's outputs are released at their unit's hook (shardReleasePoints): after the copy
+//          into staging their arena bytes serve later launches, so the arena holds about one
+//          unit's gradients at a time (plus the root unit's, whose last gradient is written last).
 //          hsdp then all-reduces the shard across its replica group (device-hsdp.ts).
 // The norm: a plan sums the squares of the scaled shard; the shard group's partial sums are added on
 // the host (every replica group holds the same shards).
 import { accumulateGrads, gradName } from "../../compiler/autodiff/index.ts";
 import type { Graph } from "../../compiler/ir/index.ts";
+import type { ExecutablePlan } from "../../compiler/lower/plan.ts";
 import { hostTensor } from "../cpu/tensor.ts";
 import { type Device, type DeviceAddress, offsetAddress } from "../exec/device.ts";
 import { type LaunchHooks, PlanExecutor } from "../exec/executor.ts";
@@ -70,11 +74,7 @@ export class ShardedGradients {
     private readonly norm: PlanExecutor,
     private readonly stream: CommStream,
   ) {
-    const last = lastWriters(
-      gradPlan,
-      layout.units.flatMap((u) => u.params.map((p) => gradName(p.name))),
-    );
-    this.unitReady = layout.units.map((u) => Math.max(0, ...u.params.map((p) => last.get(gradName(p.name)) as number)));
+    this.unitReady = unitReadiness(gradPlan.plan, layout);
   }
 
   static async load(
@@ -239,6 +239,26 @@ export class ShardedGradients {
     await this.accumulate?.dispose();
     await this.norm.dispose();
   }
+}
+
+/** Each unit's readiness: the gradient plan's last launch writing any of its gradients (by unit index). */
+export function unitReadiness(plan: ExecutablePlan, layout: FlatLayout): number[] {
+  const last = lastWriters(
+    plan,
+    layout.units.flatMap((u) => u.params.map((p) => gradName(p.name))),
+  );
+  return layout.units.map((u) => Math.max(0, ...u.params.map((p) => last.get(gradName(p.name)) as number)));
+}
+
+/**
+ * zero2 / zero3 / hsdp: each gradient output's release point, its unit's readiness. The unit's hook
+ * copies the gradients into the staging buffer on the compute stream before anything is forked to
+ * the communication stream (which reads only the staging buffer), so the compute stream's order
+ * alone keeps later launches from overwriting them too early: no extra wait is needed.
+ */
+export function shardReleasePoints(plan: ExecutablePlan, layout: FlatLayout): Map<string, number> {
+  const ready = unitReadiness(plan, layout);
+  return new Map(layout.units.flatMap((u) => u.params.map((p) => [gradName(p.name), ready[u.index]] as const)));
 }
 
 /** Where parameter `name` starts in a full f32 buffer of the layout (units end to end, padded). */

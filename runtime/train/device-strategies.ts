@@ -46,6 +46,11 @@ export interface DeviceParallelOptions {
   readonly bucketCapBytes?: number;
   /** hsdp: ranks per shard group (default the whole world, i.e. zero2); must divide the world. */
   readonly shardSize?: number;
+  /**
+   * Reuse a gradient output's arena bytes after the hook that consumes it (default true; zero1
+   * never: it reads the gradients after the plan). false keeps every gradient to the plan's end.
+   */
+  readonly releaseGradients?: boolean;
 }
 
 export interface DeviceParallelMemory {

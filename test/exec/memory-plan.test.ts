@@ -221,3 +221,116 @@ describe("memory plan", () => {
     expect(saved).toBeGreaterThan(0);
   });
 });
+
+/** `plan` whose launches name the uses: each buffer written at its first launch, read at its last. */
+function usedPlan(n: number, specs: Spec[]): ExecutablePlan {
+  const p = plan(n, specs);
+  const launches = p.launches.map((l, i) => ({
+    ...l,
+    writes: specs.flatMap((s, id) => (s.first === i ? [id] : [])),
+    reads: specs.flatMap((s, id) => (s.last === i && s.first !== i ? [id] : [])),
+  }));
+  return { ...p, launches };
+}
+
+describe("memory plan: release points", () => {
+  it("a released output dies after its release launch: a later buffer reuses its bytes", () => {
+    // g (an output, written at 1) is consumed after launch 1; t (written at 2) may take its bytes.
+    const specs: Spec[] = [
+      { bytes: 4 * KB, first: 0, last: 3 }, // lives throughout
+      { bytes: 2 * KB, first: 1, last: 1, role: "output", name: "g" },
+      { bytes: 2 * KB, first: 2, last: 3 },
+    ];
+    const kept = planMemory(usedPlan(4, specs));
+    expect(kept.ranges.find((r) => r.root === 1)).toMatchObject({ start: 1, end: 4 });
+    expect(kept.arenaBytes).toBe(8 * KB);
+    const released = planMemory(usedPlan(4, specs), { releaseAfter: new Map([[1, 1]]) });
+    expect(released.ranges.find((r) => r.root === 1)).toMatchObject({ start: 1, end: 1 });
+    expect(released.arenaBytes).toBe(6 * KB);
+    expect(released.placements.get(2)?.arenaOffset).toBe(released.placements.get(1)?.arenaOffset);
+    expect(placementConflicts(released)).toEqual([]);
+  });
+
+  it("a launch using the output after its release point keeps it live to that launch", () => {
+    const specs: Spec[] = [
+      { bytes: 2 * KB, first: 0, last: 2, role: "output", name: "g" }, // read again at 2
+      { bytes: 2 * KB, first: 1, last: 3 },
+      { bytes: 2 * KB, first: 3, last: 3 },
+    ];
+    const mp = planMemory(usedPlan(4, specs), { releaseAfter: new Map([[0, 0]]) });
+    expect(mp.ranges.find((r) => r.root === 0)).toMatchObject({ start: 0, end: 2 });
+    expect(mp.placements.get(2)?.arenaOffset).toBe(mp.placements.get(0)?.arenaOffset); // reused at 3
+    expect(placementConflicts(mp)).toEqual([]);
+  });
+
+  it("an output view releases its owner at the latest release; an unreleased output keeps it to the end", () => {
+    const specs: Spec[] = [
+      { bytes: 2 * KB, first: 0, last: 0 }, // owner temp holding two outputs
+      { bytes: 1 * KB, first: 0, last: 0, role: "output", name: "a", aliasOf: { buffer: 0, offsetBytes: 0 } },
+      { bytes: 1 * KB, first: 0, last: 0, role: "output", name: "b", aliasOf: { buffer: 0, offsetBytes: 1 * KB } },
+      { bytes: 2 * KB, first: 3, last: 3 },
+    ];
+    const both = planMemory(usedPlan(4, specs), {
+      releaseAfter: new Map([
+        [1, 1],
+        [2, 2],
+      ]),
+    });
+    expect(both.ranges.find((r) => r.root === 0)).toMatchObject({ start: 0, end: 2 });
+    expect(both.arenaBytes).toBe(2 * KB);
+    const one = planMemory(usedPlan(4, specs), { releaseAfter: new Map([[1, 1]]) });
+    expect(one.ranges.find((r) => r.root === 0)).toMatchObject({ start: 0, end: 4 });
+    expect(one.arenaBytes).toBe(4 * KB);
+  });
+
+  it("only outputs can be released, inside the launch sequence", () => {
+    const p = usedPlan(2, [
+      { bytes: KB, first: 0, last: 1 },
+      { bytes: KB, first: 0, last: 0, role: "output", name: "y" },
+    ]);
+    expect(() => planMemory(p, { releaseAfter: new Map([[0, 0]]) })).toThrow(/not an output/);
+    expect(() => planMemory(p, { releaseAfter: new Map([[1, 2]]) })).toThrow(/released after launch 2 of 2/);
+  });
+
+  it("random plans with random release points: no two live buffers overlap, never a larger arena", () => {
+    const rand = rng(11);
+    let saved = 0;
+    for (let trial = 0; trial < 150; trial++) {
+      const n = 2 + Math.floor(rand() * 20);
+      const specs: Spec[] = [];
+      const count = 1 + Math.floor(rand() * 25);
+      for (let i = 0; i < count; i++) {
+        const first = Math.floor(rand() * n);
+        const last = first + Math.floor(rand() * (n - first));
+        const role: BufferRole = rand() < 0.4 ? "output" : "temp";
+        const view = i > 0 && rand() < 0.15;
+        const owner = Math.floor(rand() * i);
+        const bytes = 256 * (1 + Math.floor(rand() * 16));
+        specs.push({
+          bytes: view ? Math.min(bytes, specs[owner].bytes) : bytes,
+          first,
+          last,
+          role,
+          name: `${role}${i}`,
+          aliasOf: view ? { buffer: owner, offsetBytes: 0 } : undefined,
+        });
+      }
+      const p = usedPlan(n, specs);
+      const release = new Map<number, number>();
+      specs.forEach((s, id) => {
+        if (s.role === "output" && rand() < 0.7) release.set(id, s.first + Math.floor(rand() * (n - s.first)));
+      });
+      const mp = planMemory(p, { releaseAfter: release });
+      expect(placementConflicts(mp)).toEqual([]);
+      // Every use of every buffer falls inside its root's range.
+      for (const [id, s] of specs.entries()) {
+        const r = mp.ranges.find((x) => x.root === mp.placements.get(id)?.root);
+        expect(r && r.start <= s.first && r.end >= s.last).toBe(true);
+      }
+      const kept = planMemory(p);
+      expect(mp.livePeakBytes).toBeLessThanOrEqual(kept.livePeakBytes);
+      saved += kept.livePeakBytes - mp.livePeakBytes;
+    }
+    expect(saved).toBeGreaterThan(0);
+  });
+});

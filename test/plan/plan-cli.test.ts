@@ -40,6 +40,9 @@ describe("ptc plan (CLI) on PerceptNet-Large, the paper's setup", () => {
     // The chosen strategy is one `ptc train --device cuda` runs, and the plan says what it moves.
     expect(["ddp", "zero1", "zero2", "hsdp"]).toContain(p.strategy);
     expect(p.assumptions.join("\n")).toMatch(/gradients reduced in f32 \(4 B\/param\), parameters all-gathered in bf16/);
+    // Gradient memory as the runtime holds it (gradients released at their unit's reduce-scatter).
+    expect(p.assumptions.join("\n")).toMatch(/gradient plan's outputs until their unit's reduce-scatter hook/);
+    expect(p.assumptions.join("\n")).not.toMatch(/still keeps/);
   });
 
   it("names the flag of a bad request", () => {

@@ -11,6 +11,7 @@ const profile: ModelProfile = {
   largestUnitBytes: 2e8,
   outsideUnitBytes: 5e7,
   largestUnitParams: 5e7,
+  outsideUnitParams: 2e7,
   units: 10,
 };
 const a100 = GPUS["a100-80gb"];
@@ -41,17 +42,26 @@ describe("planner arithmetic", () => {
       activations: 4e9,
       total: 22e9,
     });
+    // zero1: the gradient plan's outputs (read after it), the full sum, the reduced shard
     const z1 = memoryPerGpu("zero1", profile, cluster, 4, false);
-    expect([z1.weights, z1.gradients, z1.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9 + 4e9 / 16, 8e9 / 16]);
+    expect([z1.weights, z1.gradients, z1.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9 + 4e9 + 4e9 / 16, 8e9 / 16]);
+    // zero2 streams its gradients: the shard, one unit's staging (the largest unit, 5e7 > the root's
+    // 2e7) and the gradient plan's outputs still live (the root unit's and one block's)
+    const streamed = 4e9 / 16 + 4 * 5e7 + 4 * (2e7 + 5e7);
     const z2 = memoryPerGpu("zero2", profile, cluster, 4, false);
-    expect([z2.weights, z2.gradients, z2.optimizer]).toEqual([2e9 + 4e9 / 16, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
+    expect([z2.weights, z2.gradients, z2.optimizer]).toEqual([2e9 + 4e9 / 16, streamed, 8e9 / 16]);
+    // accumulating: a second shard holds a later micro-batch's reduce-scatter before it is added
+    expect(memoryPerGpu("zero2", profile, cluster, 4, false, 4).gradients).toBe(streamed + 4e9 / 16);
+    // a root unit larger than any block sets the staging buffer
+    const rooted = memoryPerGpu("zero2", { ...profile, outsideUnitParams: 1e8 }, cluster, 4, false);
+    expect(rooted.gradients).toBe(4e9 / 16 + 4 * 1e8 + 4 * (1e8 + 5e7));
     const z3 = memoryPerGpu("zero3", profile, cluster, 4, true);
-    expect([z3.weights, z3.gradients, z3.optimizer]).toEqual([4e9 / 16 + 4 * 5e7, 4e9 / 16 + 4 * 5e7, 8e9 / 16]);
+    expect([z3.weights, z3.gradients, z3.optimizer]).toEqual([4e9 / 16 + 4 * 5e7, streamed, 8e9 / 16]);
     // checkpointing keeps block inputs + one block + what is outside blocks
     expect(z3.activations).toBe(4 * (1e8 + 2e8 + 5e7));
     // hsdp as the GPU runtime runs it: zero2 sharded inside a node (8 GPUs) only
     const h = memoryPerGpu("hsdp", profile, cluster, 4, false);
-    expect([h.weights, h.gradients, h.optimizer]).toEqual([2e9 + 4e9 / 8, 4e9 / 8 + 4 * 5e7, 8e9 / 8]);
+    expect([h.weights, h.gradients, h.optimizer]).toEqual([2e9 + 4e9 / 8, 4e9 / 8 + 4 * 5e7 + 4 * (2e7 + 5e7), 8e9 / 8]);
   });
 
   it("communication volumes are the ring-collective volumes of each strategy", () => {
@@ -114,7 +124,8 @@ describe("model profile from a graph", () => {
     const x = g.add("input", [], { name: "x", shape: [4, 8], dtype: "f32" }).id;
     const w = g.add("param", [], { name: "blocks.0.fc.weight", shape: [8, 8], dtype: "f32", init: "zeros", initArgs: [] }).id;
     const w1 = g.add("param", [], { name: "blocks.1.fc.weight", shape: [8, 8], dtype: "f32", init: "zeros", initArgs: [] }).id;
-    const a = g.add("matmul", [x, w], {}, undefined, "blocks.0.fc").id;
+    const s = g.add("param", [], { name: "stem.scale", shape: [4, 8], dtype: "f32", init: "ones", initArgs: [] }).id;
+    const a = g.add("matmul", [g.add("mul", [x, s], {}, undefined, "stem").id, w], {}, undefined, "blocks.0.fc").id;
     const b = g.add("gelu", [a], { approximate: "none" }, undefined, "blocks.0").id;
     const c = g.add("matmul", [b, w1], {}, undefined, "blocks.1.fc").id;
     const d = g.add("reshape", [c], { shape: [32] }, undefined, "blocks.1").id; // a view: not kept
@@ -123,10 +134,11 @@ describe("model profile from a graph", () => {
     expect(unitOf("stages.2.blocks.5.attn.qkv")).toBe("stages.2.blocks.5");
     expect(unitOf("decoder.lateral")).toBeUndefined();
     expect(p.units).toBe(2);
-    expect(p.activationBytes).toBe(4 * 32 * 2); // matmul, gelu, matmul, exp outputs
+    expect(p.activationBytes).toBe(5 * 32 * 2); // mul, matmul, gelu, matmul, exp outputs
     expect(p.largestUnitBytes).toBe(2 * 32 * 2);
-    expect(p.outsideUnitBytes).toBe(32 * 2);
-    expect(p.checkpointBoundaryBytes).toBe(2 * 32 * 2); // x into block 0, gelu output into block 1
+    expect(p.outsideUnitBytes).toBe(2 * 32 * 2); // the stem's mul and the head's exp
+    expect(p.checkpointBoundaryBytes).toBe(2 * 32 * 2); // the stem's output into block 0, gelu output into block 1
     expect(p.largestUnitParams).toBe(64);
+    expect(p.outsideUnitParams).toBe(32); // stem.scale: the runtime's root unit
   });
 });
