@@ -96,10 +96,12 @@ function expectSame(got: Run, want: Run, what: string): void {
 }
 
 describe("ptc train --device ptx-emu --nproc-per-node 2", () => {
-  it("ddp, zero1, zero2 (also with --checkpoint), zero3 and hsdp train like one device process on the same global batch", async () => {
+  // zero1 and plain zero2 are covered in process by test/train/device-parallel.test.ts; here the
+  // launcher and CLI path of each kind of collective schedule.
+  it("ddp, zero2 with --checkpoint, zero3 and hsdp train like one device process on the same global batch", async () => {
     const single = await train("single", ["--accum", "2"]);
     expect(single.stderr).toMatch(/global batch 4 = 1 x 2 x 2/);
-    for (const strategy of ["ddp", "zero1", "zero2"]) {
+    for (const strategy of ["ddp"]) {
       const job = await train(strategy, ["--strategy", strategy], 2);
       expect(job.stderr).toMatch(
         new RegExp(`PTX emulator .*, 2 ranks \\(${strategy}.*collectives staged through the host \\(test path\\)\\)`),
