@@ -3,48 +3,16 @@
 // over loopback TCP (the test path; on GPUs the same engine issues the same collectives to NCCL on a
 // communication stream). Each run must train like the single-process device engine on the same
 // global batch: rank r's micro-batch k is the single process's micro-batch k x world + r.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { initParams } from "../../runtime/cpu/index.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
-import { CpuCollectives } from "../../runtime/parallel/index.ts";
 import { lastWriters } from "../../runtime/train/device-buckets.ts";
 import { DeviceDataParallelEngine, type DeviceParallelOptions } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
+import { keepEngines, local, world } from "./cpu-world.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
-
-const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[]; engines: { dispose(): Promise<void> }[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    for (const e of o.engines) await e.dispose();
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks, engines: [] });
-  return ranks;
-}
 
 const settings = { weightDecay: 0.05, clip: 1 };
 const STEPS = 2;
@@ -101,7 +69,7 @@ async function parallel(
       ),
     ),
   );
-  opened[opened.length - 1].engines.push(...engines);
+  keepEngines(...engines);
   const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
   for (let s = 0; s < STEPS; s++) {
     const results = await Promise.all(

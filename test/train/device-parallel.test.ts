@@ -3,48 +3,16 @@
 // path; on GPUs the same engine issues the same collectives to NCCL). Each strategy must train like
 // the single-process device engine (DeviceEngine) on the same global batch: rank r's micro-batch k
 // is the single process's micro-batch k x world + r, with its dropout seed.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
-import { CpuCollectives } from "../../runtime/parallel/index.ts";
 import { readOnlyAsBf16, withBf16Params } from "../../runtime/train/device-graphs.ts";
 import { DeviceDataParallelEngine, type DeviceStrategy } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
+import { keepEngines, local, world } from "./cpu-world.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
-
-const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[]; engines: { dispose(): Promise<void> }[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    for (const e of o.engines) await e.dispose();
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks, engines: [] });
-  return ranks;
-}
 
 const settings = { weightDecay: 0.05, clip: 1 };
 const WORLD = 2;
@@ -105,7 +73,7 @@ async function parallel(graph: Graph, strategy: DeviceStrategy): Promise<{ runs:
       ),
     ),
   );
-  opened[opened.length - 1].engines.push(...engines);
+  keepEngines(...engines);
   const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
   for (let s = 0; s < STEPS; s++) {
     const results = await Promise.all(
@@ -211,7 +179,7 @@ describe("DeviceDataParallelEngine: 2 ranks on the PTX emulator, collectives sta
           ),
         ),
       );
-      opened[opened.length - 1].engines.push(...engines);
+      keepEngines(...engines);
       sizes[strategy] = engines[0].memory();
     }
     // 32x64 + 64 + 64 + 64x16 = 3200 parameters, each a multiple of 64 already (ddp: one unit);
@@ -249,7 +217,7 @@ describe("DeviceDataParallelEngine: 2 ranks on the PTX emulator, collectives sta
         ),
       ),
     );
-    opened[opened.length - 1].engines.push(...engines);
+    keepEngines(...engines);
     const results = await Promise.all(
       engines.map((e) => {
         const b = batch(0, e.rank);

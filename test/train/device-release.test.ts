@@ -7,47 +7,15 @@
 // gradients out before anything overwrites them; the emulator poisons the arena before each run,
 // so a read of reused bytes would show), and the released arena must be smaller by about the
 // gradients it no longer holds.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { gradName } from "../../compiler/autodiff/index.ts";
 import { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import { livePeak } from "../../runtime/exec/memory-plan.ts";
-import { CpuCollectives } from "../../runtime/parallel/index.ts";
 import { DeviceDataParallelEngine, type DeviceStrategy } from "../../runtime/train/device-parallel.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
 import { randomTensor } from "../kernels/harness.ts";
-
-const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[]; engines: { dispose(): Promise<void> }[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    for (const e of o.engines) await e.dispose();
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks, engines: [] });
-  return ranks;
-}
+import { keepEngines, local, world } from "./cpu-world.ts";
 
 const D = 64;
 const BLOCKS = 4;
@@ -119,7 +87,7 @@ async function train(
       ),
     ),
   );
-  opened[opened.length - 1].engines.push(...engines);
+  keepEngines(...engines);
   const runs: Run[] = engines.map((e) => ({
     losses: [],
     gradNorms: [],

@@ -4,48 +4,16 @@
 // CpuCollectives (the test path; on GPUs the same hooks issue NCCL all-gathers on the communication
 // stream). A gather issued before the slot's previous block was done with it would hand that
 // block's launches the wrong weights: the training would not match one process.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
-import { CpuCollectives } from "../../runtime/parallel/index.ts";
 import { DeviceDataParallelEngine } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
 import { randomTensor } from "../kernels/harness.ts";
+import { keepEngines, local, world } from "./cpu-world.ts";
 import { regressionGraph } from "./regression-graph.ts";
-
-const local = { interrupt: () => false, skippedSamples: 0, position: 0 };
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[]; engines: { dispose(): Promise<void> }[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    for (const e of o.engines) await e.dispose();
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks, engines: [] });
-  return ranks;
-}
 
 /** h = x; h += gelu(h w_i + b_i) in blocks.0..3; loss = mean((h head - t)^2): four block units and the root. */
 function fourBlocks(): Graph {
@@ -133,7 +101,7 @@ async function zero3(graph: Graph): Promise<{ runs: Run[]; engines: DeviceDataPa
       ),
     ),
   );
-  opened[opened.length - 1].engines.push(...engines);
+  keepEngines(...engines);
   const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
   for (let s = 0; s < STEPS; s++) {
     const results = await Promise.all(
