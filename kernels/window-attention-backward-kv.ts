@@ -33,7 +33,7 @@ import {
   storeTokens,
   tokenCols,
   tokenRows,
-} from "./window-attention-backward.ts";
+} from "./window-attention-backward-setup.ts";
 import { biasAt, copyMapTokens, copyTokens, relativeKeyPart, relativeQueryPart, withPadRows } from "./window-geometry.ts";
 
 export function windowAttentionBackwardKV(c: WindowAttentionKernelConfig): KernelProgram {

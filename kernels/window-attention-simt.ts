@@ -34,7 +34,7 @@ import {
   windowContext,
   windowGrid,
 } from "./window-attention.ts";
-import { backwardParams, invNorm, paddedTokens, paramGradRows, statRows } from "./window-attention-backward.ts";
+import { backwardParams, invNorm, paddedTokens, paramGradRows, statRows } from "./window-attention-backward-setup.ts";
 import { relativeRow, stageBiasTable, tokenPixel, tokenRegion, type WindowAt, type WindowParams } from "./window-geometry.ts";
 
 const f32Pointers = <P extends Record<string, unknown>>(params: P): P =>

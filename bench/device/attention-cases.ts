@@ -18,8 +18,9 @@ import { windowAttentionGradSizes } from "../../compiler/ir/ops/fused.ts";
 import { type KernelProgram, launchGrid } from "../../compiler/tile/index.ts";
 import { reduceColumns } from "../../kernels/reduce.ts";
 import { windowAttentionForward } from "../../kernels/window-attention.ts";
-import { paddedTokens, paramGradRows, statRows, windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
+import { windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
 import { windowAttentionBackwardKV } from "../../kernels/window-attention-backward-kv.ts";
+import { paddedTokens, paramGradRows, statRows } from "../../kernels/window-attention-backward-setup.ts";
 
 // With `node -e` the folder is argv[1]; through run.sh-style wrappers argv[1] is this module.
 const dir = process.argv.slice(1).find((a) => !a.endsWith(".ts")) ?? "dist/device-attention";

@@ -18,8 +18,9 @@ import { runPtxas } from "../../compiler/codegen/ptxas.ts";
 import { renderPtx } from "../../compiler/codegen/render.ts";
 import { Graph } from "../../compiler/ir/index.ts";
 import { type WindowAttentionKernelConfig, windowAttentionForward } from "../../kernels/window-attention.ts";
-import { paddedTokens, paramGradRows, statRows, windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
+import { windowAttentionBackwardQ } from "../../kernels/window-attention-backward.ts";
 import { windowAttentionBackwardKV } from "../../kernels/window-attention-backward-kv.ts";
+import { paddedTokens, paramGradRows, statRows } from "../../kernels/window-attention-backward-setup.ts";
 import { execute, type HostTensor, hostTensor } from "../../runtime/cpu/index.ts";
 import { agreement, randomTensor, runInEmulator, zeros } from "../kernels/harness.ts";
 

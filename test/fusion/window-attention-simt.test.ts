@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { runPtxas } from "../../compiler/codegen/ptxas.ts";
 import { renderPtx } from "../../compiler/codegen/render.ts";
 import { Graph } from "../../compiler/ir/index.ts";
-import { paddedTokens, paramGradRows, statRows } from "../../kernels/window-attention-backward.ts";
+import { paddedTokens, paramGradRows, statRows } from "../../kernels/window-attention-backward-setup.ts";
 import {
   simtWindowAttentionBackwardKV,
   simtWindowAttentionBackwardQ,

@@ -10,8 +10,9 @@
 
 import { reduceColumns } from "../../../kernels/reduce.ts";
 import { windowAttentionForward } from "../../../kernels/window-attention.ts";
-import { paddedTokens, paramGradRows, statRows, windowAttentionBackwardQ } from "../../../kernels/window-attention-backward.ts";
+import { windowAttentionBackwardQ } from "../../../kernels/window-attention-backward.ts";
 import { windowAttentionBackwardKV } from "../../../kernels/window-attention-backward-kv.ts";
+import { paddedTokens, paramGradRows, statRows } from "../../../kernels/window-attention-backward-setup.ts";
 import {
   simtWindowAttentionBackwardKV,
   simtWindowAttentionBackwardQ,
