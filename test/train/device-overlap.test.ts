@@ -6,23 +6,18 @@
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { initParams } from "../../runtime/cpu/index.ts";
-import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
 import { lastWriters } from "../../runtime/train/device-buckets.ts";
 import { DeviceDataParallelEngine, type DeviceParallelOptions } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
-import { keepEngines, local, world } from "./cpu-world.ts";
+import { keepEngines, world } from "./cpu-world.ts";
+import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
 
 const settings = { weightDecay: 0.05, clip: 1 };
 const STEPS = 2;
 const LR = 1e-2;
-
-interface Run {
-  losses: number[][];
-  gradNorms: number[];
-  state: OptimizerState;
-}
+const feeds = { steps: STEPS, lr: LR, batch, seed: seedOf };
 
 async function single(graph: Graph, microBatches: number): Promise<Run> {
   const engine = await DeviceEngine.create("ptx-emu", graph, microBatches, settings, {
@@ -31,20 +26,7 @@ async function single(graph: Graph, microBatches: number): Promise<Run> {
     v: new Map(),
     optimizerStep: 0,
   });
-  const run: Run = { losses: [], gradNorms: [], state: undefined as never };
-  for (let s = 0; s < STEPS; s++) {
-    const js = Array.from({ length: microBatches }, (_, j) => j);
-    const r = await engine.step(
-      js.map((j) => batch(s, j)),
-      js.map((j) => seedOf(s, j)),
-      LR,
-      local,
-    );
-    expect(r.applied).toBe(true);
-    run.losses.push([...r.losses]);
-    run.gradNorms.push(r.gradNorm);
-  }
-  run.state = await engine.state();
+  const run = await trainAlone(engine, microBatches, feeds);
   await engine.dispose();
   return run;
 }
@@ -70,50 +52,7 @@ async function parallel(
     ),
   );
   keepEngines(...engines);
-  const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
-  for (let s = 0; s < STEPS; s++) {
-    const results = await Promise.all(
-      engines.map((e) => {
-        const js = Array.from({ length: accum }, (_, k) => k * n + e.rank);
-        return e.step(
-          js.map((j) => batch(s, j)),
-          js.map((j) => seedOf(s, j)),
-          LR,
-          local,
-        );
-      }),
-    );
-    results.forEach((r, i) => {
-      expect(r.applied).toBe(true);
-      runs[i].losses.push([...r.losses]);
-      runs[i].gradNorms.push(r.gradNorm);
-    });
-  }
-  const states = await Promise.all(engines.map((e) => e.state()));
-  states.forEach((st, i) => {
-    runs[i].state = st;
-  });
-  return { runs, engines };
-}
-
-/**
- * Both sides are f32 on the same kernels and differ only in summation order (ranks summed on the
- * host in member order, or in two levels for hsdp; one process sums on the device in micro-batch
- * order; a sharded norm is partial sums added): ~1e-7 relative per sum, ~1e-6 of each tensor's scale
- * after two Adam steps; bound 1e-5, as test/train/device-parallel.test.ts.
- */
-function expectSameTraining(got: Run, want: Run, what: string): void {
-  for (let s = 0; s < STEPS; s++) {
-    expect(got.losses[s].length).toBe(want.losses[s].length);
-    got.losses[s].forEach((l, j) => {
-      expect(Math.abs(l - want.losses[s][j]), `${what} loss ${s}.${j}`).toBeLessThanOrEqual(1e-5 * Math.abs(want.losses[s][j]));
-    });
-    expect(Math.abs(got.gradNorms[s] - want.gradNorms[s]) / want.gradNorms[s], `${what} norm ${s}`).toBeLessThan(1e-5);
-  }
-  for (const part of ["params", "m", "v"] as const) {
-    const agree = compareOutputs(got.state[part], want.state[part], { rel: 1e-5, floor: 1e-7 });
-    expect(agree.failures, `${what} ${part}\n${formatAgreement(agree)}`).toEqual([]);
-  }
+  return { runs: await trainRanks(engines, accum, feeds), engines };
 }
 
 function expectIdenticalState(a: OptimizerState, b: OptimizerState, what: string): void {

@@ -6,12 +6,11 @@
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
-import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
 import { readOnlyAsBf16, withBf16Params } from "../../runtime/train/device-graphs.ts";
 import { DeviceDataParallelEngine, type DeviceStrategy } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
-import type { OptimizerState } from "../../runtime/train/step.ts";
 import { keepEngines, local, world } from "./cpu-world.ts";
+import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
 
 const settings = { weightDecay: 0.05, clip: 1 };
@@ -20,12 +19,7 @@ const WORLD = 2;
 const ACCUM = 3;
 const STEPS = 3;
 const LR = 1e-2;
-
-interface Run {
-  losses: number[][];
-  gradNorms: number[];
-  state: OptimizerState;
-}
+const feeds = { steps: STEPS, lr: LR, batch, seed: seedOf };
 
 async function single(graph: Graph): Promise<Run> {
   const fresh = initParams(graph, 3);
@@ -35,20 +29,7 @@ async function single(graph: Graph): Promise<Run> {
     v: new Map(),
     optimizerStep: 0,
   });
-  const run: Run = { losses: [], gradNorms: [], state: undefined as never };
-  for (let s = 0; s < STEPS; s++) {
-    const js = Array.from({ length: WORLD * ACCUM }, (_, j) => j);
-    const r = await engine.step(
-      js.map((j) => batch(s, j)),
-      js.map((j) => seedOf(s, j)),
-      LR,
-      local,
-    );
-    expect(r.applied).toBe(true);
-    run.losses.push([...r.losses]);
-    run.gradNorms.push(r.gradNorm);
-  }
-  run.state = await engine.state();
+  const run = await trainAlone(engine, WORLD * ACCUM, feeds);
   await engine.dispose();
   return run;
 }
@@ -74,51 +55,7 @@ async function parallel(graph: Graph, strategy: DeviceStrategy): Promise<{ runs:
     ),
   );
   keepEngines(...engines);
-  const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
-  for (let s = 0; s < STEPS; s++) {
-    const results = await Promise.all(
-      engines.map((e) => {
-        const js = Array.from({ length: ACCUM }, (_, k) => k * WORLD + e.rank); // the global micro-batch
-        return e.step(
-          js.map((j) => batch(s, j)),
-          js.map((j) => seedOf(s, j)),
-          LR,
-          local,
-        );
-      }),
-    );
-    results.forEach((r, i) => {
-      expect(r.applied).toBe(true);
-      runs[i].losses.push([...r.losses]);
-      runs[i].gradNorms.push(r.gradNorm);
-    });
-  }
-  const states = await Promise.all(engines.map((e) => e.state()));
-  states.forEach((st, i) => {
-    runs[i].state = st;
-  });
-  return { runs, engines };
-}
-
-/**
- * Both sides are f32 on the same kernels; they differ only in summation order: the gradients of the
- * two ranks are summed by the host (member order) where one process sums on the device in
- * micro-batch order, and ZeRO's norm is two shard partials added. ~1e-7 relative per sum; through
- * three Adam steps (m / sqrt(v) is scale-free) that stays ~1e-6 of each tensor's scale: bound 1e-5.
- */
-function expectSameTraining(got: Run, want: Run, what: string): void {
-  for (let s = 0; s < STEPS; s++) {
-    // Losses come back in the global micro-batch order k x world + r, the single process's order.
-    expect(got.losses[s].length).toBe(want.losses[s].length);
-    got.losses[s].forEach((l, j) => {
-      expect(Math.abs(l - want.losses[s][j]), `${what} loss ${s}.${j}`).toBeLessThanOrEqual(1e-5 * Math.abs(want.losses[s][j]));
-    });
-    expect(Math.abs(got.gradNorms[s] - want.gradNorms[s]) / want.gradNorms[s], `${what} norm ${s}`).toBeLessThan(1e-5);
-  }
-  for (const part of ["params", "m", "v"] as const) {
-    const agree = compareOutputs(got.state[part], want.state[part], { rel: 1e-5, floor: 1e-7 });
-    expect(agree.failures, `${what} ${part}\n${formatAgreement(agree)}`).toEqual([]);
-  }
+  return { runs: await trainRanks(engines, ACCUM, feeds), engines };
 }
 
 describe("DeviceDataParallelEngine: 2 ranks on the PTX emulator, collectives staged through the host", () => {

@@ -7,12 +7,11 @@
 import { describe, expect, it } from "vitest";
 import { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
-import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
 import { DeviceDataParallelEngine } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
-import type { OptimizerState } from "../../runtime/train/step.ts";
 import { randomTensor } from "../kernels/harness.ts";
-import { keepEngines, local, world } from "./cpu-world.ts";
+import { keepEngines, world } from "./cpu-world.ts";
+import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { regressionGraph } from "./regression-graph.ts";
 
 /** h = x; h += gelu(h w_i + b_i) in blocks.0..3; loss = mean((h head - t)^2): four block units and the root. */
@@ -51,12 +50,12 @@ const batchOf = (graph: Graph, step: number, j: number): Map<string, HostTensor>
 const settings = { weightDecay: 0.05, clip: 1 };
 const STEPS = 2;
 const ACCUM = 2;
-
-interface Run {
-  losses: number[][];
-  gradNorms: number[];
-  state: OptimizerState;
-}
+const feedsOf = (graph: Graph) => ({
+  steps: STEPS,
+  lr: 1e-2,
+  batch: (s: number, j: number) => batchOf(graph, s, j),
+  seed: (s: number, j: number) => 7 + 10 * s + j,
+});
 
 async function single(graph: Graph): Promise<Run> {
   const engine = await DeviceEngine.create("ptx-emu", graph, 2 * ACCUM, settings, {
@@ -65,19 +64,7 @@ async function single(graph: Graph): Promise<Run> {
     v: new Map(),
     optimizerStep: 0,
   });
-  const run: Run = { losses: [], gradNorms: [], state: undefined as never };
-  for (let s = 0; s < STEPS; s++) {
-    const js = [0, 1, 2, 3];
-    const r = await engine.step(
-      js.map((j) => batchOf(graph, s, j)),
-      js.map((j) => 7 + 10 * s + j),
-      1e-2,
-      local,
-    );
-    run.losses.push([...r.losses]);
-    run.gradNorms.push(r.gradNorm);
-  }
-  run.state = await engine.state();
+  const run = await trainAlone(engine, 2 * ACCUM, feedsOf(graph));
   await engine.dispose();
   return run;
 }
@@ -102,44 +89,7 @@ async function zero3(graph: Graph): Promise<{ runs: Run[]; engines: DeviceDataPa
     ),
   );
   keepEngines(...engines);
-  const runs: Run[] = engines.map(() => ({ losses: [], gradNorms: [], state: undefined as never }));
-  for (let s = 0; s < STEPS; s++) {
-    const results = await Promise.all(
-      engines.map((e) => {
-        const js = [e.rank, 2 + e.rank];
-        return e.step(
-          js.map((j) => batchOf(graph, s, j)),
-          js.map((j) => 7 + 10 * s + j),
-          1e-2,
-          local,
-        );
-      }),
-    );
-    results.forEach((r, i) => {
-      expect(r.applied).toBe(true);
-      runs[i].losses.push([...r.losses]);
-      runs[i].gradNorms.push(r.gradNorm);
-    });
-  }
-  const states = await Promise.all(engines.map((e) => e.state()));
-  states.forEach((st, i) => {
-    runs[i].state = st;
-  });
-  return { runs, engines };
-}
-
-/** f32 on the same kernels, differing in summation order only (see device-parallel.test.ts): bound 1e-5. */
-function expectSameTraining(got: Run, want: Run, what: string): void {
-  for (let s = 0; s < STEPS; s++) {
-    got.losses[s].forEach((l, j) => {
-      expect(Math.abs(l - want.losses[s][j]), `${what} loss ${s}.${j}`).toBeLessThanOrEqual(1e-5 * Math.abs(want.losses[s][j]));
-    });
-    expect(Math.abs(got.gradNorms[s] - want.gradNorms[s]) / want.gradNorms[s], `${what} norm ${s}`).toBeLessThan(1e-5);
-  }
-  for (const part of ["params", "m", "v"] as const) {
-    const agree = compareOutputs(got.state[part], want.state[part], { rel: 1e-5, floor: 1e-7 });
-    expect(agree.failures, `${what} ${part}\n${formatAgreement(agree)}`).toEqual([]);
-  }
+  return { runs: await trainRanks(engines, ACCUM, feedsOf(graph)), engines };
 }
 
 describe("zero3 on devices: blocks gathered per use into two slots", () => {
