@@ -1,28 +1,11 @@
 // The CPU collectives, with every rank an instance in this process (real TCP on loopback, fast): the
 // results against an independent f32 sum in member order (bit-exact: the documented order), uneven
 // lengths, padding rules, subgroups, concurrent collectives, and failures named by rank.
-import { afterEach, describe, expect, it } from "vitest";
-import { TcpStore } from "../../runtime/cuda/store.ts";
-import { CollectiveError, CpuCollectives, chunkBounds, hybridGroups } from "../../runtime/parallel/index.ts";
+import { describe, expect, it } from "vitest";
+import { CollectiveError, chunkBounds, hybridGroups } from "../../runtime/parallel/index.ts";
+import { world as openWorld } from "../helpers/cpu-world.ts";
 
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number, timeoutMs = 5000): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({ host: "127.0.0.1", port: 0, isServer: true, listenHost: "127.0.0.1", timeoutMs });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () => TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs })),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs })));
-  opened.push({ stores, ranks });
-  return ranks;
-}
+const world = (n: number, timeoutMs = 5000) => openWorld(n, timeoutMs);
 
 /** Values with many significant bits and mixed signs, so the summation order shows in the last bits. */
 function values(rank: number, length: number): Float32Array {

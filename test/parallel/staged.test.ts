@@ -2,40 +2,11 @@
 // CpuCollectives -> upload), two ranks in this process, each with its own PTX emulator device.
 // f32 results are CpuCollectives' member-order sums exactly; bf16 buffers are gathered and
 // broadcast bit for bit; sizes and dtypes are checked as NcclCollectives checks them.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { bf16BitsToF32, f32ToBf16Bits } from "../../runtime/cpu/bf16.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import { EmuDevice } from "../../runtime/exec/emu-device.ts";
-import { CpuCollectives, type DeviceBuffer, reduceInMemberOrder, StagedCollectives } from "../../runtime/parallel/index.ts";
-
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks });
-  return ranks;
-}
+import { type DeviceBuffer, reduceInMemberOrder, StagedCollectives } from "../../runtime/parallel/index.ts";
+import { world } from "../helpers/cpu-world.ts";
 
 const values = (rank: number, n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + rank) * (rank + 1.3));
 

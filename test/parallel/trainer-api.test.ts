@@ -1,46 +1,17 @@
 // The trainer-facing API with two ranks in this process: gradients the trainer computes itself
 // (addGradients) give the same bits as microBatch(); a checkpoint (state) from one strategy restores
 // into another; misuse is a clear error.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UserError } from "../../compiler/ir/index.ts";
 import { execute, type HostTensor } from "../../runtime/cpu/index.ts";
-import { TcpStore } from "../../runtime/cuda/store.ts";
 import {
-  CpuCollectives,
+  type CpuCollectives,
   createDataParallel,
   type DataParallel,
   type DataParallelStrategy,
 } from "../../runtime/parallel/index.ts";
+import { world } from "../helpers/cpu-world.ts";
 import { graphs, initialParams, microBatch, type TrainConfig } from "./model.ts";
-
-const opened: { stores: TcpStore[]; ranks: CpuCollectives[] }[] = [];
-afterEach(async () => {
-  for (const o of opened.splice(0)) {
-    await Promise.all(o.ranks.map((r) => r.close()));
-    for (const s of o.stores.reverse()) await s.close();
-  }
-});
-
-async function world(n: number): Promise<CpuCollectives[]> {
-  const server = await TcpStore.create({
-    host: "127.0.0.1",
-    port: 0,
-    isServer: true,
-    listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
-  });
-  const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
-  );
-  const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
-  opened.push({ stores, ranks });
-  return ranks;
-}
 
 const c: TrainConfig = { steps: 2, micro: 2, accum: 2, world: 2, lr: 0.01, weightDecay: 0.1, maxGradNorm: 0.5 };
 const { forward, gradGraph } = graphs(c.micro);

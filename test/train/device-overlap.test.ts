@@ -10,7 +10,7 @@ import { lastWriters } from "../../runtime/train/device-buckets.ts";
 import { DeviceDataParallelEngine, type DeviceParallelOptions } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
-import { keepEngines, world } from "./cpu-world.ts";
+import { keepEngines, world } from "../helpers/cpu-world.ts";
 import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
 

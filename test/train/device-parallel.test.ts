@@ -9,7 +9,7 @@ import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
 import { readOnlyAsBf16, withBf16Params } from "../../runtime/train/device-graphs.ts";
 import { DeviceDataParallelEngine, type DeviceStrategy } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
-import { keepEngines, local, world } from "./cpu-world.ts";
+import { keepEngines, local, world } from "../helpers/cpu-world.ts";
 import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { batch, regressionGraph, seedOf } from "./regression-graph.ts";
 

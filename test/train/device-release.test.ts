@@ -14,8 +14,8 @@ import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
 import { livePeak } from "../../runtime/exec/memory-plan.ts";
 import { DeviceDataParallelEngine, type DeviceStrategy } from "../../runtime/train/device-parallel.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
+import { keepEngines, local, world } from "../helpers/cpu-world.ts";
 import { randomTensor } from "../kernels/harness.ts";
-import { keepEngines, local, world } from "./cpu-world.ts";
 
 const D = 64;
 const BLOCKS = 4;

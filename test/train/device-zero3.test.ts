@@ -9,8 +9,8 @@ import { Graph } from "../../compiler/ir/index.ts";
 import { type HostTensor, initParams } from "../../runtime/cpu/index.ts";
 import { DeviceDataParallelEngine } from "../../runtime/train/device-parallel.ts";
 import { DeviceEngine } from "../../runtime/train/device-step.ts";
+import { keepEngines, world } from "../helpers/cpu-world.ts";
 import { randomTensor } from "../kernels/harness.ts";
-import { keepEngines, world } from "./cpu-world.ts";
 import { expectSameTraining, type Run, trainAlone, trainRanks } from "./rank-runs.ts";
 import { regressionGraph } from "./regression-graph.ts";
 

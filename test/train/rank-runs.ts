@@ -6,7 +6,7 @@ import type { HostTensor } from "../../runtime/cpu/index.ts";
 import { compareOutputs, formatAgreement } from "../../runtime/exec/agreement.ts";
 import type { StepEngine } from "../../runtime/train/engine.ts";
 import type { OptimizerState } from "../../runtime/train/step.ts";
-import { local } from "./cpu-world.ts";
+import { local } from "../helpers/cpu-world.ts";
 
 export interface Run {
   losses: number[][];

@@ -1,4 +1,4 @@
-// In-process ranks for the device data-parallel tests: a TCP store and a CpuCollectives per rank
+// In-process ranks for the collective and data-parallel tests: a TCP store and a CpuCollectives per rank
 // (the collectives the emulator's StagedCollectives stage through). Worlds, and the engines kept
 // on them, are closed after each test of the importing file.
 import { afterEach } from "vitest";
@@ -17,24 +17,20 @@ afterEach(async () => {
   }
 });
 
-/** n ranks connected through a store on a free local port. */
-export async function world(n: number): Promise<CpuCollectives[]> {
+/** n ranks connected through a store on a free local port (`timeoutMs`: the store's and the receives'). */
+export async function world(n: number, timeoutMs = 10_000): Promise<CpuCollectives[]> {
   const server = await TcpStore.create({
     host: "127.0.0.1",
     port: 0,
     isServer: true,
     listenHost: "127.0.0.1",
-    timeoutMs: 10_000,
+    timeoutMs,
   });
   const clients = await Promise.all(
-    Array.from({ length: n - 1 }, () =>
-      TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs: 10_000 }),
-    ),
+    Array.from({ length: n - 1 }, () => TcpStore.create({ host: "127.0.0.1", port: server.port, isServer: false, timeoutMs })),
   );
   const stores = [server, ...clients];
-  const ranks = await Promise.all(
-    stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs: 10_000 })),
-  );
+  const ranks = await Promise.all(stores.map((store, rank) => CpuCollectives.connect({ rank, worldSize: n, store, timeoutMs })));
   opened.push({ stores, ranks, engines: [] });
   return ranks;
 }
